@@ -1,0 +1,110 @@
+"""Scaled dot-product and multi-head self-attention (Vaswani et al. 2017, §3.2; BERT §3).
+
+`scaled_dot_product_attention` is the formula written out, for reading and for returning the
+attention probabilities. `BertSelfAttention` uses `torch.nn.functional.scaled_dot_product_attention`
+(fused kernels) unless the caller asks for the probabilities, which the fused kernels do not return.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BertConfig
+
+__all__ = ["scaled_dot_product_attention", "padding_mask", "BertSelfAttention", "BertSelfOutput", "BertAttention"]
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0, training: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q kᵀ / √d_k + mask) v, returning (output, probabilities).
+
+    q, k, v: (..., T, d_k). `mask` is additive (0 to keep, a large negative to drop) or boolean
+    (True to keep), broadcastable to (..., T_q, T_k).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, heads, T, T)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + mask
+    probs = scores.softmax(dim=-1)
+    out = F.dropout(probs, p=dropout_p, training=training) @ v  # (B, heads, T, d_k)
+    return out, probs
+
+
+def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, T) 1/0 mask -> additive (B, 1, 1, T) mask, or None when nothing is padded.
+
+    Returning None lets SDPA pick its fastest kernel. The large negative (not -inf) keeps a row of
+    all-padding finite, as in HF.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    keep = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - keep) * torch.finfo(dtype).min
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head attention: h heads of size d_k = H / h, each attending in its own subspace."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, d_k)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = self._split_heads(self.query(hidden))
+        k = self._split_heads(self.key(hidden))
+        v = self._split_heads(self.value(hidden))
+        dropout_p = self.dropout_p if self.training else 0.0
+        if mask is not None and mask.dtype != q.dtype:  # under autocast q is bf16/fp16
+            mask = mask.to(q.dtype)
+        if output_attentions:
+            ctx, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p, self.training)
+        else:
+            ctx, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+        b, _, t, _ = ctx.shape
+        return ctx.transpose(1, 2).reshape(b, t, -1), probs  # (B, T, H)
+
+
+class BertSelfOutput(nn.Module):
+    """Project the heads back to H, then dropout, residual and LayerNorm (post-LN)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertAttention(nn.Module):
+    """Self-attention sublayer: `self` computes the heads, `output` adds & normalizes."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ctx, probs = self.self(hidden, mask, output_attentions)
+        return self.output(ctx, hidden), probs

@@ -1,0 +1,151 @@
+"""BERT's hyper-parameters, with Hugging Face's field names so `config.json` files round-trip.
+
+Presets follow the BERT paper (Devlin et al. 2019, §3: BERT-base L=12/H=768, BERT-large L=24/H=1024)
+and the "Well-Read Students" compact models (Turc et al. 2019: mini 4/256, small 4/512, medium 8/512).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BertConfig", "PRESETS"]
+
+# (layers, hidden); heads = hidden / 64 and intermediate = 4 * hidden, as in the paper.
+PRESETS: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+    "large": (24, 1024),
+}
+ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "tanh")
+# Keys HF writes into config.json that carry no meaning for the model; accepted and dropped.
+HF_BOOKKEEPING = {
+    "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "gradient_checkpointing",
+    "position_embedding_type", "use_cache", "classifier_dropout", "_name_or_path", "is_decoder",
+    "add_cross_attention", "chunk_size_feed_forward", "output_attentions", "output_hidden_states",
+    "return_dict", "torchscript", "pruned_heads", "tie_word_embeddings", "problem_type", "bos_token_id",
+    "eos_token_id", "sep_token_id", "cls_token_id", "tokenizer_class", "prefix", "task_specific_params",
+    "finetuning_task", "decoder_start_token_id", "_attn_implementation_autoset", "directionality",
+    "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head",
+    "pooler_type", "layout_mode",
+}
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    # Task heads: label names for classifiers (HF's id2label / label2id).
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
+    # bertmini extras (ignored by transformers): sinusoidal positions for chapter 4.
+    position_embedding: str = "learned"
+
+    def __post_init__(self) -> None:
+        self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        self.validate()
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {v: k for k, v in self.id2label.items()}
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and what was expected."""
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
+                             f"num_attention_heads {self.num_attention_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {ACTIVATIONS}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if self.position_embedding not in ("learned", "sinusoidal"):
+            raise ValueError(f"position_embedding must be 'learned' or 'sinusoidal', got {self.position_embedding!r}")
+        if not self.id2label:
+            raise ValueError("id2label must name at least one label")
+
+    # ---- presets -------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "BertConfig":
+        """`BertConfig.preset("mini", vocab_size=8000)`: a named size with 64-wide heads and 4x FFN."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        layers, hidden = PRESETS[name]
+        base = dict(num_hidden_layers=layers, hidden_size=hidden,
+                    num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
+        base.update(overrides)
+        return cls.from_dict(base)
+
+    # ---- dict / JSON, compatible with HF's config.json -------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "BertConfig":
+        data = dict(data)
+        if "num_labels" in data and "id2label" not in data:
+            data["id2label"] = {i: f"LABEL_{i}" for i in range(int(data["num_labels"]))}
+        data.pop("num_labels", None)
+        data.pop("label2id", None)
+        if data.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{source}: position_embedding_type {data['position_embedding_type']!r} "
+                             "is not supported (only 'absolute')")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in data if k not in known and k not in HF_BOOKKEEPING)
+        if unknown:
+            raise ValueError(f"{source}: unknown config key(s) {unknown}; valid keys are {sorted(known)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["label2id"] = self.label2id
+        out["model_type"] = "bert"
+        out["position_embedding_type"] = "absolute"
+        return out
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json_string(), encoding="utf-8")

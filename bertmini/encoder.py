@@ -1,0 +1,82 @@
+"""The Transformer encoder layer as BERT uses it (Vaswani et al. 2017, §3.1; BERT §3).
+
+Post-LN: x = LN(x + Attention(x)); x = LN(x + FFN(x)), with FFN(x) = W2 GELU(W1 x), GELU exact (erf).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import BertAttention
+from .config import BertConfig
+
+__all__ = ["ACT2FN", "BertIntermediate", "BertOutput", "BertLayer", "BertEncoder"]
+
+ACT2FN = {
+    "gelu": F.gelu,  # exact: x * Φ(x) via erf, as in the original BERT code
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "tanh": torch.tanh,
+}
+
+
+class BertIntermediate(nn.Module):
+    """First half of the position-wise FFN: H -> intermediate_size (4H), then the activation."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(hidden))
+
+
+class BertOutput(nn.Module):
+    """Second half of the FFN: back to H, dropout, residual, LayerNorm."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(hidden, mask, output_attentions)
+        return self.output(self.intermediate(attended), attended), probs
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
+        output_attentions: bool = False, output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """Returns (last hidden state, all hidden states incl. embeddings, per-layer attentions)."""
+        states = [hidden] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self.layer:
+            hidden, probs = layer(hidden, mask, output_attentions)
+            if states is not None:
+                states.append(hidden)
+            if attentions is not None:
+                attentions.append(probs)
+        return hidden, (tuple(states) if states else None), (tuple(attentions) if attentions is not None else None)

@@ -1,0 +1,235 @@
+"""Task heads on top of `BertModel`, named as in HF so checkpoints load without renaming.
+
+Pre-training (BERT §3.1): a masked-LM head whose decoder shares the word-embedding matrix, and a
+next-sentence head on the pooled [CLS]. Fine-tuning (§4): a linear layer on the pooled output
+(classification), on every token (tagging), or two logits per token (answer start and end).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BertConfig
+from .encoder import ACT2FN
+from .model import BertModel, BertPreTrainedModel
+
+__all__ = [
+    "PreTrainingOutput", "MaskedLMOutput", "TaskOutput", "QAOutput", "BertForPreTraining", "BertForMaskedLM",
+    "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering",
+]
+IGNORE = -100
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: torch.Tensor | None = None  # mlm_loss + nsp_loss
+    mlm_loss: torch.Tensor | None = None
+    nsp_loss: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None  # (B, T, V), or (n_masked, V) when labels are given
+    seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class MaskedLMOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, T, V), or (n_masked, V) when labels are given
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class TaskOutput:
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # (B, num_labels) or (B, T, num_labels)
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class QAOutput:
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None  # (B, T)
+    end_logits: torch.Tensor | None = None  # (B, T)
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden)))
+
+
+class BertLMPredictionHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder.bias = self.bias  # one tensor, two HF keys (predictions.bias, decoder.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+
+class BertPreTrainingHeads(BertOnlyMLMHead):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+def masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor,
+              labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Vocabulary logits and MLM loss.
+
+    With labels, only the masked positions (~15%) go through the head: the loss equals the dense
+    cross-entropy with ignore_index=-100, at a fraction of the (T x V) projection's cost.
+    """
+    if labels is None:
+        return head(hidden), None
+    selected = labels != IGNORE
+    logits = head(hidden[selected])  # (n_masked, V)
+    if logits.size(0) == 0:  # nothing masked: a zero loss that keeps the graph, not 0/0
+        return logits, logits.sum()
+    return logits, F.cross_entropy(logits.float(), labels[selected])
+
+
+class _TiedMLM(BertPreTrainedModel):
+    """Shared by the models with an MLM head: the decoder reuses the word-embedding matrix (§A.2)."""
+
+    cls: BertOnlyMLMHead
+    bert: BertModel
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+
+class BertForPreTraining(_TiedMLM):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                next_sentence_label: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> PreTrainingOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits, mlm_loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)
+        nsp_loss = None if next_sentence_label is None else F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
+        losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
+        return PreTrainingOutput(sum(losses) if losses else None, mlm_loss, nsp_loss, logits, nsp_logits,
+                                 out.hidden_states, out.attentions)
+
+
+class BertForMaskedLM(_TiedMLM):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> MaskedLMOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits, loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels)
+        return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Linear layer on the pooled [CLS] (§4.1). One label means regression (MSE), as in HF."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels)
+        return TaskOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """Linear layer on every token's final hidden state (§4.3, NER); -100 labels are ignored."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        return TaskOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Start and end logits per token (§4.2, SQuAD); the loss averages the two cross-entropies."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False) -> QAOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)  # (B, T) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            seq_len = start_logits.size(1)  # positions outside the window are ignored, as in HF
+            start = start_positions.clamp(0, seq_len)
+            end = end_positions.clamp(0, seq_len)
+            loss = (F.cross_entropy(start_logits.float(), start, ignore_index=seq_len)
+                    + F.cross_entropy(end_logits.float(), end, ignore_index=seq_len)) / 2
+        return QAOutput(loss, start_logits.contiguous(), end_logits.contiguous(), out.hidden_states, out.attentions)
