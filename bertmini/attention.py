@@ -43,7 +43,7 @@ def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> tor
     Returning None lets SDPA pick its fastest kernel. The large negative (not -inf) keeps a row of
     all-padding finite, as in HF.
     """
-    if attention_mask is None or bool(attention_mask.all()):
+    if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
         return None
     keep = attention_mask[:, None, None, :].to(dtype)
     return (1.0 - keep) * torch.finfo(dtype).min

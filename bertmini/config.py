@@ -112,9 +112,10 @@ class BertConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "BertConfig":
         data = dict(data)
-        if "num_labels" in data and "id2label" not in data:
-            data["id2label"] = {i: f"LABEL_{i}" for i in range(int(data["num_labels"]))}
-        data.pop("num_labels", None)
+        if "num_labels" in data:  # HF's shorthand; a different count replaces the label names
+            count = int(data.pop("num_labels"))
+            if len(data.get("id2label") or {}) != count:
+                data["id2label"] = {i: f"LABEL_{i}" for i in range(count)}
         data.pop("label2id", None)
         if data.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{source}: position_embedding_type {data['position_embedding_type']!r} "

@@ -15,6 +15,7 @@ from torch import nn
 from .config import BertConfig
 from .encoder import ACT2FN
 from .model import BertModel, BertPreTrainedModel
+from .ops import linear_cross_entropy
 
 __all__ = [
     "PreTrainingOutput", "MaskedLMOutput", "TaskOutput", "QAOutput", "BertForPreTraining", "BertForMaskedLM",
@@ -28,7 +29,7 @@ class PreTrainingOutput:
     loss: torch.Tensor | None = None  # mlm_loss + nsp_loss
     mlm_loss: torch.Tensor | None = None
     nsp_loss: torch.Tensor | None = None
-    prediction_logits: torch.Tensor | None = None  # (B, T, V), or (n_masked, V) when labels are given
+    prediction_logits: torch.Tensor | None = None  # (B, T, V); (n_masked, V) with labels; None when training
     seq_relationship_logits: torch.Tensor | None = None  # (B, 2)
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
@@ -37,7 +38,7 @@ class PreTrainingOutput:
 @dataclass
 class MaskedLMOutput:
     loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None  # (B, T, V), or (n_masked, V) when labels are given
+    logits: torch.Tensor | None = None  # (B, T, V); (n_masked, V) with labels; None when training
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -94,20 +95,25 @@ class BertPreTrainingHeads(BertOnlyMLMHead):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
-def masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor,
-              labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, labels: torch.Tensor | None,
+              fused: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Vocabulary logits and MLM loss.
 
     With labels, only the masked positions (~15%) go through the head: the loss equals the dense
-    cross-entropy with ignore_index=-100, at a fraction of the (T x V) projection's cost.
+    cross-entropy with ignore_index=-100, at a fraction of the (T x V) projection's cost. With
+    `fused` (training), the projection and the loss run chunk by chunk and no logits are returned.
     """
     if labels is None:
         return head(hidden), None
     selected = labels != IGNORE
-    logits = head(hidden[selected])  # (n_masked, V)
-    if logits.size(0) == 0:  # nothing masked: a zero loss that keeps the graph, not 0/0
-        return logits, logits.sum()
-    return logits, F.cross_entropy(logits.float(), labels[selected])
+    hidden, targets = hidden[selected], labels[selected]  # (n_masked, H), (n_masked,)
+    if hidden.size(0) == 0:  # nothing masked: a zero loss that keeps the graph, not 0/0
+        return None, hidden.sum() * 0.0
+    if fused:
+        loss = linear_cross_entropy(head.transform(hidden), head.decoder.weight, head.bias, targets)
+        return None, loss
+    logits = head(hidden)  # (n_masked, V)
+    return logits, F.cross_entropy(logits.float(), targets)
 
 
 class _TiedMLM(BertPreTrainedModel):
@@ -134,7 +140,7 @@ class BertForPreTraining(_TiedMLM):
                 output_hidden_states: bool = False) -> PreTrainingOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits, mlm_loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels)
+        logits, mlm_loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels, self.training)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)
         nsp_loss = None if next_sentence_label is None else F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
         losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
@@ -155,7 +161,7 @@ class BertForMaskedLM(_TiedMLM):
                 output_attentions: bool = False, output_hidden_states: bool = False) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids,
                         output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits, loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels)
+        logits, loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels, self.training)
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 

@@ -53,6 +53,7 @@ def test_base_checkpoint_into_head_model_reports_new_head(tmp_path):
     model = BertForSequenceClassification.from_pretrained(tmp_path, id2label={0: "neg", 1: "pos", 2: "neutral"})
     assert model.load_report.missing_keys == ["classifier.weight", "classifier.bias"]
     assert model.config.num_labels == 3
+    assert BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5).classifier.out_features == 5
     torch.testing.assert_close(model.bert.encoder.layer[0].output.dense.weight, base.encoder.layer[0].output.dense.weight)
 
 

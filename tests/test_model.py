@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
 import bertmini
 from bertmini import BertConfig
 from bertmini.checkpoint import load_state_dict
 
-transformers = pytest.importorskip("transformers")
 ATOL = 1e-5
 CLASSES = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
            "BertForTokenClassification", "BertForQuestionAnswering"]
@@ -203,3 +203,27 @@ def test_sinusoidal_positions_are_fixed_and_match_formula():
     weight = model.embeddings.position_embeddings.weight
     assert not weight.requires_grad
     torch.testing.assert_close(weight, sinusoidal_positions(64, 32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_training_mode_fused_mlm_loss_and_grads_match_hf(dtype):
+    """In train mode the MLM loss is fused with the projection; loss and every gradient match HF."""
+    config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    theirs = hf_model("BertForPreTraining", config).train()
+    ours = bertmini.BertForPreTraining(config).train()
+    load_state_dict(ours, theirs.state_dict())
+    inputs = batch(config)
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[:, 1:4] = inputs["input_ids"][:, 1:4]
+    kw = dict(labels=labels, next_sentence_label=torch.tensor([1, 0, 1]))
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        a, b = ours(**inputs, **kw), theirs(**inputs, **kw)
+    assert a.prediction_logits is None
+    a.loss.backward(), b.loss.backward()
+    tol = ATOL if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(a.loss, b.loss, atol=tol, rtol=0)
+    theirs_params = dict(theirs.named_parameters())
+    for name, param in ours.named_parameters():
+        ref = theirs_params[name].grad
+        torch.testing.assert_close(param.grad, ref, atol=tol * max(1.0, ref.abs().max().item()), rtol=0,
+                                   msg=lambda m: f"{name}: {m}")

@@ -1,0 +1,86 @@
+"""Two training kernels, in plain PyTorch, that make BERT pretraining fast on a CPU (chapter 8).
+
+* `dropout`: torch's CPU dropout draws a Bernoulli sample per element, which costs more than the
+  matmuls of a small BERT. Thresholding 31-bit integers from the same generator is several times
+  cheaper and gives the same distribution to within 2^-31 in p. Other devices keep `F.dropout`.
+* `linear_cross_entropy`: the MLM loss over a 30k vocabulary. Materializing (n, V) logits, casting
+  them to fp32, then running log-softmax forward and backward passes over them several times. Here
+  each chunk of rows is projected, turned into its loss and its gradient while still in cache, and
+  only the gradient (in the compute dtype) is kept for backward (the idea of Liger's and
+  Apple's "cut cross-entropy" kernels).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["dropout", "Dropout", "linear_cross_entropy"]
+_INT31 = 2**31
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout: zero each element with probability p and scale the rest by 1 / (1 - p)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.dropout(x, p, training=True)
+    keep = torch.empty(x.shape, dtype=torch.int32).random_() >= int(p * _INT31)  # P(keep) = 1 - p
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """Drop-in `nn.Dropout` using `dropout` above (no parameters, so checkpoints are unchanged)."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, target, chunk_rows):  # type: ignore[override]
+        n = hidden.size(0)
+        grad_logits = torch.empty(n, weight.size(0), dtype=hidden.dtype, device=hidden.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, n, chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            logits = torch.addmm(bias, hidden[rows], weight.t()).float()  # (c, V)
+            lse = logits.logsumexp(-1)
+            picked = logits.gather(1, target[rows, None]).squeeze(1)
+            total += (lse - picked).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            probs.scatter_add_(1, target[rows, None], probs.new_full((probs.size(0), 1), -1.0))
+            grad_logits[rows] = probs.mul_(1.0 / n)  # d(mean loss)/d logits = (softmax - onehot) / n
+        ctx.save_for_backward(hidden, weight, grad_logits)
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_loss):  # type: ignore[override]
+        hidden, weight, grad_logits = ctx.saved_tensors
+        if not torch.equal(grad_loss, torch.ones_like(grad_loss)):
+            grad_logits = grad_logits * grad_loss.to(grad_logits.dtype)
+        grad_hidden = grad_logits @ weight
+        grad_weight = grad_logits.t() @ hidden
+        grad_bias = grad_logits.sum(0)
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         target: torch.Tensor, chunk_bytes: int = 4 << 20) -> torch.Tensor:
+    """mean CE(hidden @ weight.T + bias, target), without keeping the (n, V) logits.
+
+    hidden (n, H), weight (V, H), bias (V,), target (n,). Follows autocast: under bf16/fp16 autocast
+    the projections run in that dtype and the softmax in fp32, as `F.cross_entropy` would.
+    """
+    device = hidden.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    chunk_rows = max(1, chunk_bytes // (4 * weight.size(0)))
+    with torch.autocast(device, enabled=False):
+        return _LinearCrossEntropy.apply(hidden.to(dtype), weight.to(dtype), bias.to(dtype), target, chunk_rows)

@@ -1,0 +1,141 @@
+"""Extractive question answering, SQuAD v1.1 (BERT paper §4.2).
+
+Input is ``[CLS] question [SEP] context [SEP]``; the model scores every token as the answer's start
+(``S·T_i``) and end (``E·T_j``), and the best span maximizes ``S·T_i + E·T_j`` with ``j >= i``.
+
+Contexts longer than ``max_length`` are cut into overlapping windows ("sliding window", as the
+original run_squad.py and Hugging Face do). Here ``doc_stride`` follows the Hugging Face tokenizer
+meaning: the number of context tokens two neighbouring windows share (the original TF code used it
+as the step between window starts). A window that does not contain the whole answer is trained to
+point at ``[CLS]`` (index 0). At prediction time the best valid span over all windows of a question
+wins, and its text is cut from the context by character offsets.
+
+The tokenizer must support ``stride``, ``return_overflowing_tokens`` and ``return_offsets_mapping``
+and give ``sequence_ids(i)``, like a Hugging Face fast tokenizer.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from bertmini.tasks.data import QAExample
+
+__all__ = ["QAFeatures", "prepare_qa_features", "answer_token_span", "best_spans", "postprocess_qa",
+           "split_squad_by_article"]
+
+Offsets = list[tuple[int, int] | None]
+
+
+@dataclass
+class QAFeatures:
+    """One feature per window: model inputs (with ``start_positions``/``end_positions``), the example it
+    came from, and per token its character span in the context (None outside the context)."""
+    features: list[dict[str, Any]]
+    example_index: list[int]
+    offsets: list[Offsets]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.features[index]
+
+
+def answer_token_span(offsets: Offsets, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token indices ``(start, end)`` (inclusive) covering characters ``[start_char, end_char)``,
+    or ``(0, 0)`` (the ``[CLS]`` token) when the window does not contain the whole answer."""
+    context = [i for i, span in enumerate(offsets) if span is not None]
+    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+        return 0, 0
+    start = max(i for i in context if offsets[i][0] <= start_char)
+    end = min(i for i in context if offsets[i][1] >= end_char)
+    return start, end
+
+
+def prepare_qa_features(examples: Sequence[QAExample], tokenizer: Callable, max_length: int = 384,
+                        doc_stride: int = 128) -> QAFeatures:
+    """Windows over each context with training targets from the first reference answer."""
+    if not examples:
+        raise ValueError("no examples to encode")
+    # Some SQuAD questions start with many spaces, which would only eat into the context's room.
+    enc = tokenizer([e.question.lstrip() for e in examples], text_pair=[e.context for e in examples],
+                    truncation="only_second", max_length=max_length, stride=doc_stride,
+                    return_overflowing_tokens=True, return_offsets_mapping=True)
+    if not hasattr(enc, "sequence_ids"):
+        raise TypeError(f"{type(tokenizer).__name__} output has no sequence_ids(); QA needs it to tell "
+                        "question from context tokens (e.g. transformers.BertTokenizerFast)")
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+    out = QAFeatures([], [], [])
+    for i, example_index in enumerate(enc["overflow_to_sample_mapping"]):
+        example = examples[example_index]
+        offsets = [tuple(span) if seq == 1 else None for span, seq in zip(enc["offset_mapping"][i],
+                                                                          enc.sequence_ids(i))]
+        start_char = example.answer_starts[0]
+        start, end = answer_token_span(offsets, start_char, start_char + len(example.answer_texts[0]))
+        out.features.append({**{k: list(enc[k][i]) for k in keys}, "start_positions": start, "end_positions": end})
+        out.example_index.append(example_index)
+        out.offsets.append(offsets)
+    return out
+
+
+def _as_list(values: torch.Tensor | Sequence[float]) -> list[float]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def best_spans(start_logits: Sequence[float], end_logits: Sequence[float], offsets: Offsets,
+               n_best: int = 20, max_answer_length: int = 30) -> list[tuple[float, int, int]]:
+    """Valid spans of one window as ``(score, start_char, end_char)``, best first.
+
+    Only the ``n_best`` highest start and end logits are paired (not all T² spans); a span is valid
+    when both ends lie in the context, ``end >= start``, and it has at most ``max_answer_length`` tokens.
+    """
+    n = len(offsets)  # logits may be padded to the batch's width
+    start_logits, end_logits = _as_list(start_logits)[:n], _as_list(end_logits)[:n]
+    top_starts = sorted(range(n), key=lambda i: -start_logits[i])[:n_best]
+    top_ends = sorted(range(n), key=lambda i: -end_logits[i])[:n_best]
+    spans = [(start_logits[s] + end_logits[e], offsets[s][0], offsets[e][1])
+             for s in top_starts for e in top_ends
+             if offsets[s] is not None and offsets[e] is not None and s <= e < s + max_answer_length]
+    return sorted(spans, key=lambda span: -span[0])
+
+
+def postprocess_qa(examples: Sequence[QAExample], features: QAFeatures,
+                   start_logits: torch.Tensor | Sequence[Sequence[float]],
+                   end_logits: torch.Tensor | Sequence[Sequence[float]],
+                   n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
+    """``{question id: answer text}``: the best valid span over all windows of each question
+    ("" if no window has one)."""
+    if not len(start_logits) == len(end_logits) == len(features):
+        raise ValueError(f"got {len(start_logits)} start and {len(end_logits)} end logit rows "
+                         f"for {len(features)} features")
+    if features.example_index and max(features.example_index) >= len(examples):
+        raise ValueError(f"features refer to example {max(features.example_index)} but only {len(examples)} "
+                         "examples were given (pass the examples the features were made from)")
+    best: dict[int, tuple[float, int, int]] = {}
+    for f, example_index in enumerate(features.example_index):
+        spans = best_spans(start_logits[f], end_logits[f], features.offsets[f], n_best, max_answer_length)
+        if spans and (example_index not in best or spans[0][0] > best[example_index][0]):
+            best[example_index] = spans[0]
+    predictions = {}
+    for i, example in enumerate(examples):
+        _, start_char, end_char = best.get(i, (0.0, 0, 0))
+        predictions[example.id] = example.context[start_char:end_char]
+    return predictions
+
+
+def split_squad_by_article(examples: Iterable[QAExample], eval_fraction: float, seed: int
+                           ) -> tuple[list[QAExample], list[QAExample]]:
+    """Split SQuAD by article title, so no passage of the eval set was seen in training
+    (our copy has only the dev set, so both splits come from it)."""
+    examples = list(examples)
+    titles = sorted({e.title for e in examples})
+    if len(titles) < 2:
+        raise ValueError(f"need at least 2 articles to split by article, got {len(titles)}")
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    random.Random(seed).shuffle(titles)
+    eval_titles = set(titles[:min(max(1, round(len(titles) * eval_fraction)), len(titles) - 1)])
+    return [e for e in examples if e.title not in eval_titles], [e for e in examples if e.title in eval_titles]
