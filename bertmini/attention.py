@@ -2,7 +2,9 @@
 
 `scaled_dot_product_attention` is the formula written out, for reading and for returning the
 attention probabilities. `BertSelfAttention` uses `torch.nn.functional.scaled_dot_product_attention`
-(fused kernels) unless the caller asks for the probabilities, which the fused kernels do not return.
+(fused kernels) unless the caller asks for the probabilities, which the fused kernels do not return,
+or it trains on a CPU, where SDPA's dropout falls back to a slow path (see `ops.dropout`).
+Q, K and V come from one fused projection; the three weights keep HF's names (query, key, value).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
+from .ops import Dropout, dropout
 
 __all__ = ["scaled_dot_product_attention", "padding_mask", "BertSelfAttention", "BertSelfOutput", "BertAttention"]
 
@@ -33,7 +36,7 @@ def scaled_dot_product_attention(
         else:
             scores = scores + mask
     probs = scores.softmax(dim=-1)
-    out = F.dropout(probs, p=dropout_p, training=training) @ v  # (B, heads, T, d_k)
+    out = dropout(probs, dropout_p, training) @ v  # (B, heads, T, d_k)
     return out, probs
 
 
@@ -61,25 +64,22 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, d_k)
-
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q = self._split_heads(self.query(hidden))
-        k = self._split_heads(self.key(hidden))
-        v = self._split_heads(self.value(hidden))
-        dropout_p = self.dropout_p if self.training else 0.0
+        b, t, _ = hidden.shape
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(hidden, weight, bias).view(b, t, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, T, d_k)
         if mask is not None and mask.dtype != q.dtype:  # under autocast q is bf16/fp16
             mask = mask.to(q.dtype)
-        if output_attentions:
+        dropout_p = self.dropout_p if self.training else 0.0
+        if output_attentions or (dropout_p > 0 and hidden.device.type == "cpu"):
             ctx, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p, self.training)
         else:
-            ctx, probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
-        b, _, t, _ = ctx.shape
-        return ctx.transpose(1, 2).reshape(b, t, -1), probs  # (B, T, H)
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return ctx.transpose(1, 2).reshape(b, t, -1), (probs if output_attentions else None)  # (B, T, H)
 
 
 class BertSelfOutput(nn.Module):
@@ -89,7 +89,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)

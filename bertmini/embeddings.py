@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .config import BertConfig
+from .ops import Dropout
 
 __all__ = ["sinusoidal_positions", "BertEmbeddings"]
 
@@ -33,7 +34,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.sinusoidal = config.position_embedding == "sinusoidal"
         if self.sinusoidal:
             # Same parameter name as the learned table, so checkpoints keep HF's keys; frozen.

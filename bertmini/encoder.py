@@ -10,6 +10,7 @@ from torch import nn
 
 from .attention import BertAttention
 from .config import BertConfig
+from .ops import Dropout
 
 __all__ = ["ACT2FN", "BertIntermediate", "BertOutput", "BertLayer", "BertEncoder"]
 
@@ -41,7 +42,7 @@ class BertOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
+from .ops import Dropout
 from .encoder import ACT2FN
 from .model import BertModel, BertPreTrainedModel
 from .ops import linear_cross_entropy
@@ -172,7 +173,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         super().__init__()
         self.config = config
         self.bert = BertModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
@@ -198,7 +199,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         super().__init__()
         self.config = config
         self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 

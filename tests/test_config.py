@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
+import transformers
 
 from bertmini import BertConfig
 
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.mark.parametrize("name,layers,hidden", [("tiny", 2, 128), ("mini", 4, 256), ("small", 4, 512),

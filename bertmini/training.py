@@ -1,0 +1,322 @@
+"""One trainer for pretraining (Part II) and fine-tuning (Part III).
+
+    from bertmini.training import TrainConfig, Trainer, plot_curves
+    cfg = TrainConfig(lr=1e-4, max_steps=1_000, warmup_steps=100, out_dir="runs/mlm")
+    summary = Trainer(model, loader, cfg, eval_fn=dev_metrics, stateful={"collator": collator}).train()
+    plot_curves("runs/mlm/metrics.jsonl", "runs/mlm/curves.png")
+
+One optimizer step = ``grad_accum`` micro-batches, each run by a step hook (:mod:`bertmini.losses`,
+default ``model(**batch).loss``) under autocast, then gradient clipping, AdamW and the LR schedule
+(Devlin et al. 2019, §A.2). Every ``log_every`` steps a line goes to ``out_dir/metrics.jsonl``; every
+``eval_every`` steps ``eval_fn(model) -> dict`` runs (early stopping keeps the best model in ``best/``);
+every ``save_every`` steps and at the end a full training state is saved (:mod:`bertmini.checkpointing`).
+
+Exact resume: the data order of epoch e is a function of ``seed + e`` alone, so a resumed run rebuilds
+the epoch, skips the batches already consumed, then restores the RNG and ``stateful`` objects (anything
+with ``state_dict``/``load_state_dict``, e.g. a masking collator's generator) to their saved values.
+With ``num_workers=0`` the losses then match an uninterrupted run bit for bit.
+
+Under ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK set) the model is wrapped in DistributedDataParallel,
+the loader gets a DistributedSampler, and only rank 0 logs and writes files; ``eval_fn`` runs on
+every rank so that all ranks take the same early-stopping decision.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm import tqdm
+
+from . import checkpointing as ckpt
+from .distributed import gather_from_ranks, init_distributed, shard_loader
+from .losses import StepFn, model_loss
+from .optim import build_optimizer, build_scheduler, freeze
+from .train_config import TrainConfig
+from .utils import set_seed
+
+__all__ = ["TrainConfig", "Trainer", "plot_curves"]
+
+
+def _seed_epoch(loader: Iterable, seed: int, epoch: int) -> None:
+    """Make epoch ``epoch``'s order depend on ``seed + epoch`` only, never on the global RNG."""
+    if hasattr(getattr(loader, "sampler", None), "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if isinstance(loader, DataLoader):
+        loader.generator = torch.Generator().manual_seed(seed + epoch)  # worker seeds
+        if isinstance(loader.sampler, RandomSampler):
+            loader.sampler.generator = torch.Generator().manual_seed(seed + epoch)
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _count_tokens(batch: Mapping[str, Any]) -> int:
+    """Real (non-padding) tokens, counted on the CPU copy so the GPU is not synchronized."""
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    return int(batch["input_ids"].numel()) if "input_ids" in batch else 0
+
+
+class Trainer:
+    """``Trainer(model, train_loader, config, eval_fn=None, train_step=None, stateful=None).train()``.
+
+    ``config``: a :class:`TrainConfig` or a dict (keys validated). ``train_loader``: a DataLoader (or any
+    sized iterable of dict batches). ``eval_fn(model) -> dict[str, float]``. ``train_step``: a step hook
+    (:mod:`bertmini.losses`). ``stateful``: an object or ``{name: object}`` with state_dict/load_state_dict
+    whose state is checkpointed per rank (masking collators).
+    """
+
+    def __init__(self, model: nn.Module, train_loader: Iterable, config: TrainConfig | Mapping[str, Any],
+                 eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+                 train_step: StepFn | None = None, stateful: Any = None) -> None:
+        cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+        self.rank, self.world, self.device, self._owns_group = init_distributed(cfg.device)
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"precision='fp16' needs CUDA (device is {self.device}); use 'bf16' on CPU")
+        set_seed(cfg.seed + self.rank)  # distinct dropout masks per rank
+        self.model = model.to(self.device)
+        freeze(self.model, cfg.freeze_embeddings, cfg.freeze_layers)
+        self.loader = shard_loader(train_loader, self.rank, self.world, cfg.seed)
+        if len(self.loader) == 0:
+            raise ValueError("train_loader is empty")
+        self.max_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.loader) / cfg.grad_accum)
+        warmup = cfg.warmup_steps or round(cfg.warmup_ratio * self.max_steps)
+        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps,
+                                         cfg.layerwise_lr_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, warmup, self.max_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.world > 1 else None
+        engine = self.ddp or self.model
+        self.engine = torch.compile(engine) if cfg.compile else engine
+        self.train_step = train_step or model_loss
+        self.eval_fn = eval_fn
+        self.stateful = stateful if isinstance(stateful, Mapping) else {"stateful": stateful} if stateful else {}
+        self.out = Path(cfg.out_dir) if cfg.out_dir else None
+        self.step = self.epoch = self.batch_in_epoch = self.tokens = 0
+        self.elapsed, self.best, self.best_step, self.bad_evals = 0.0, None, None, 0
+        self.last_eval: dict[str, float] = {}
+        self.saved_step, self.saved_path = None, None  # the newest training checkpoint (rank 0 has the path)
+
+    # -- data -------------------------------------------------------------------------------------
+    def _batches(self, restore: dict | None) -> Iterator[Mapping[str, Any]]:
+        """Endless batches; on resume skip the consumed ones *then* restore RNG + stateful objects."""
+        skip = self.batch_in_epoch
+        while True:
+            _seed_epoch(self.loader, self.cfg.seed, self.epoch)
+            it = iter(self.loader)
+            for _ in range(skip):
+                next(it, None)
+            if restore is not None:
+                ckpt.set_rng_state(restore["rng"])
+                for name, obj in self.stateful.items():
+                    obj.load_state_dict(restore["stateful"][name])
+                restore = None
+            self.batch_in_epoch = skip
+            for batch in it:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch, skip = self.epoch + 1, 0
+
+    # -- one optimizer step -----------------------------------------------------------------------
+    def _backward(self, loss: torch.Tensor) -> None:
+        with torch.autocast(self.device.type, enabled=False):  # backward follows the forward's dtypes
+            self.scaler.scale(loss / self.cfg.grad_accum).backward()
+
+    def _autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
+
+    def _optimizer_step(self, batches: Iterator) -> dict[str, float]:
+        totals: dict[str, torch.Tensor] = {}
+        for micro in range(self.cfg.grad_accum):
+            batch = next(batches)
+            self.tokens += _count_tokens(batch) * self.world
+            last = micro == self.cfg.grad_accum - 1
+            with (self.ddp.no_sync() if self.ddp and not last else nullcontext()), self._autocast():
+                logs = self.train_step(self.engine, _to_device(batch, self.device), self._backward)
+            if "loss" not in logs:
+                raise ValueError(f"the step hook must return a dict with 'loss', got keys {sorted(logs)}")
+            for key, value in logs.items():
+                value = torch.as_tensor(value, device=self.device).detach().float() / self.cfg.grad_accum
+                totals[key] = totals.get(key, 0.0) + value
+        if self.world > 1:  # the mean over ranks: every rank sees a NaN and stops together
+            stacked = torch.stack([totals[k] for k in sorted(totals)])
+            dist.all_reduce(stacked)
+            totals = dict(zip(sorted(totals), (stacked / self.world).unbind()))
+        values = {k: float(v) for k, v in totals.items()}
+        lr = max(group["lr"] for group in self.optimizer.param_groups)
+        if not math.isfinite(values["loss"]):
+            last = ckpt.latest_checkpoint(self.out / "checkpoints") if self.out else None
+            raise FloatingPointError(f"step {self.step + 1}: loss is {values['loss']} (lr {lr:.3g}); stopping "
+                                     f"before the update. Last good checkpoint: {last or 'none saved'}")
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the fp16-scaled ones
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.cfg.grad_clip:
+            values["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return {**values, "lr": lr}
+
+    # -- evaluation, checkpoints, logs ------------------------------------------------------------
+    def _evaluate(self) -> bool:
+        """Run eval_fn, keep the best model; True when early stopping says stop."""
+        self.model.eval()
+        with torch.no_grad():
+            results = {k: float(v) for k, v in self.eval_fn(self.model).items()}
+        self.model.train()
+        self.last_eval = results
+        self._log({"step": self.step, **{k if k.startswith("eval_") else f"eval_{k}": v for k, v in results.items()}})
+        name, cfg = self.cfg.early_stopping_metric, self.cfg
+        if name not in results:
+            if cfg.early_stopping_patience is None:
+                return False  # eval_fn only for logs: no best/ model without its metric
+            raise KeyError(f"early_stopping_metric={name!r} is not among eval_fn's results {sorted(results)}")
+        value = results[name]
+        if self.best is None or (value < self.best if cfg.early_stopping_mode == "min" else value > self.best):
+            self.best, self.best_step, self.bad_evals = value, self.step, 0
+            if self.out and self.rank == 0:
+                ckpt.save_model(self.model, self.out / "best")
+                (self.out / "best" / "eval_results.json").write_text(json.dumps({"step": self.step, **results}))
+            return False
+        self.bad_evals += 1
+        return cfg.early_stopping_patience is not None and self.bad_evals >= cfg.early_stopping_patience
+
+    def _save(self) -> None:
+        mine = {"rng": ckpt.rng_state(), "stateful": {k: o.state_dict() for k, o in self.stateful.items()}}
+        ranks = gather_from_ranks(mine)  # collective: every rank takes part
+        if self.rank == 0:
+            counters = {k: getattr(self, k) for k in ("step", "epoch", "batch_in_epoch", "tokens", "elapsed",
+                                                       "best", "best_step", "bad_evals")}
+            state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                     "ranks": ranks, "trainer": counters, "config": self.cfg.to_dict()}
+            root = self.out / "checkpoints"
+            self.saved_path = ckpt.save_checkpoint(root / f"step-{self.step:07d}", state)
+            ckpt.rotate_checkpoints(root, self.cfg.keep_last)
+        self.saved_step = self.step
+        if self.world > 1:
+            dist.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
+
+    def _resume(self) -> dict | None:
+        """Load the checkpoint named by ``config.resume``; return this rank's RNG/stateful part for later."""
+        if not self.cfg.resume:
+            return None
+        path = ckpt.latest_checkpoint(self.out / "checkpoints") if self.cfg.resume is True else Path(self.cfg.resume)
+        if path is None:
+            return None  # resume=True with nothing saved yet: a fresh start (preemptible jobs rerun one command)
+        state = ckpt.load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for key, value in state["trainer"].items():
+            setattr(self, key, value)
+        self.saved_step, self.saved_path = self.step, path
+        if len(state["ranks"]) != self.world:
+            raise ValueError(f"{path}: written by {len(state['ranks'])} process(es), resumed with {self.world}: "
+                             "the data shards and RNG streams would differ")
+        if self.out and self.rank == 0:  # forget what was logged after the checkpoint (it will be redone)
+            metrics = self.out / "metrics.jsonl"
+            if metrics.exists():
+                kept = [l for l in metrics.read_text().splitlines() if json.loads(l)["step"] <= self.step]
+                metrics.write_text("".join(l + "\n" for l in kept))
+        return state["ranks"][self.rank]
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.out and self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        """Train to ``max_steps`` (or early stop); returns a summary (final loss, per-step losses, best...)."""
+        cfg = self.cfg
+        batches = self._batches(self._resume())
+        self.model.train()
+        bar = tqdm(total=self.max_steps, initial=self.step, disable=None if cfg.progress and self.rank == 0 else True,
+                   dynamic_ncols=True)
+        losses, window, stopped = [], [], False
+        start, elapsed0, tokens0 = time.perf_counter(), self.elapsed, self.tokens
+        tick, tick_tokens = start, self.tokens
+        try:
+            while self.step < self.max_steps and not stopped:
+                values = self._optimizer_step(batches)
+                self.step += 1
+                self.elapsed = elapsed0 + time.perf_counter() - start
+                losses.append(values["loss"])
+                window.append(values)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                    now = time.perf_counter()
+                    keys = {k for v in window for k in v} - {"lr"}  # a hook may log a key only on some steps
+                    record = {k: sum(v[k] for v in window if k in v) / sum(k in v for v in window) for k in keys}
+                    record.update(step=self.step, epoch=self.epoch, lr=values["lr"], elapsed=round(self.elapsed, 3),
+                                  tokens_per_s=round((self.tokens - tick_tokens) / max(now - tick, 1e-9), 1))
+                    self._log(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{values['lr']:.2e}",
+                                    tok_s=f"{record['tokens_per_s']:.0f}")
+                    if bar.disable and cfg.progress and self.rank == 0:
+                        print(f"step {self.step}/{self.max_steps} | loss {record['loss']:.4f} | "
+                              f"lr {values['lr']:.2e} | {record['tokens_per_s']:.0f} tok/s", flush=True)
+                    window, tick, tick_tokens = [], now, self.tokens
+                due = cfg.eval_every and self.step % cfg.eval_every == 0
+                if self.eval_fn and (due or self.step == self.max_steps):
+                    stopped = self._evaluate()
+                if self.out and cfg.save_every and self.step % cfg.save_every == 0:
+                    self._save()
+            if self.out:
+                if self.saved_step != self.step:
+                    self._save()
+                if self.rank == 0:
+                    ckpt.save_model(self.model, self.out / "final")
+        finally:
+            bar.close()
+            if self._owns_group:
+                dist.destroy_process_group()
+        return {"step": self.step, "epoch": self.epoch, "loss": losses[-1] if losses else None, "losses": losses,
+                "eval": self.last_eval, "best_metric": self.best, "best_step": self.best_step, "stopped_early": stopped,
+                "tokens": self.tokens - tokens0, "elapsed": self.elapsed,
+                "checkpoint": str(self.saved_path) if self.saved_path else None}
+
+
+def plot_curves(jsonl_path: str | os.PathLike, png_path: str | os.PathLike | None = None):
+    """Loss curves (training losses and eval losses) and the LR schedule from ``metrics.jsonl``.
+
+    Uses matplotlib's object API with the Agg canvas (no pyplot state, works headless and in notebooks);
+    returns the Figure and writes ``png_path`` when given.
+    """
+    from matplotlib.figure import Figure
+
+    records = [json.loads(line) for line in Path(jsonl_path).read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{jsonl_path}: no metrics recorded")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_lr = fig.subplots(1, 2)
+    keys = sorted({k for r in records for k in r if "loss" in k})
+    for key in keys:
+        points = [(r["step"], r[key]) for r in records if key in r]
+        ax_loss.plot(*zip(*points), label=key, marker="o" if key.startswith("eval_") else None)
+    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
+    ax_loss.legend()
+    lr = [(r["step"], r["lr"]) for r in records if "lr" in r]
+    if lr:
+        ax_lr.plot(*zip(*lr))
+    ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    if png_path is not None:
+        fig.savefig(png_path, dpi=100)
+    return fig

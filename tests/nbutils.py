@@ -1,0 +1,80 @@
+"""Load functions/classes defined inline in a chapter notebook, to test them against the package.
+
+The drift rule: a notebook that re-implements something "from scratch" must stay equal to the
+package's version; tests pull the notebook's definition out with :func:`load_notebook_defs`.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+
+
+def _cell_sources(nb_path: Path) -> list[str]:
+    """Code cell sources, with IPython magics/shell lines (``%pip``, ``!ls``) replaced by ``pass``."""
+    cells = json.loads(nb_path.read_text(encoding="utf-8"))["cells"]
+    sources = []
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+            lines = [_drop_magic(ln) for ln in src.splitlines()]
+            sources.append("\n".join(lines))
+    return sources
+
+
+def _drop_magic(line: str) -> str:
+    """``%pip ...`` -> ``pass`` at the same indent, so an ``if IN_COLAB:`` block still parses."""
+    body = line.lstrip()
+    return line[: len(line) - len(body)] + "pass" if body.startswith(("%", "!")) else line
+
+
+def load_notebook_defs(path: str | os.PathLike, names: list[str] | tuple[str, ...]) -> dict:
+    """Execute only the top-level ``def``/``class`` statements called ``names`` from notebook ``path``.
+
+    The last definition of a name wins (as when running the notebook top to bottom). Notebook
+    helpers those definitions call (other top-level defs), and the top-level imports and literal
+    constants (``PREFIX = "##"``) they use, come along; any other notebook state does not.
+    """
+    path = Path(path)
+    defs: dict[str, ast.stmt] = {}  # every top-level def/class of the notebook
+    support: list[ast.stmt] = []  # imports and constant assignments, in notebook order
+    for i, src in enumerate(_cell_sources(path)):
+        try:
+            tree = ast.parse(src)
+        except SyntaxError as e:
+            raise SyntaxError(f"{path.name}: code cell {i} does not parse: {e}") from e
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defs[node.name] = node
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                support.append(node)
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+                try:
+                    ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+                support.append(node)
+    missing = [n for n in names if n not in defs]
+    if missing:
+        raise KeyError(f"{path.name}: no top-level def or class named {', '.join(missing)}")
+    # Pull in the notebook's helper defs that the requested ones use, transitively.
+    chosen, todo = [], list(names)
+    while todo:
+        name = todo.pop()
+        if name in defs and name not in chosen:
+            chosen.append(name)
+            todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name))
+    used = {n.id for d in chosen for n in ast.walk(defs[d]) if isinstance(n, ast.Name)}
+    needed = [s for s in support if _bound_names(s) & used]
+    chosen_defs = [node for node in defs.values() if node.name in chosen]  # notebook order
+    module = ast.Module(body=needed + chosen_defs, type_ignores=[])
+    namespace: dict = {}
+    exec(compile(module, str(path), "exec"), namespace)
+    return {n: namespace[n] for n in names}
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Assign):
+        return {t.id for t in node.targets}
+    return {(a.asname or a.name).split(".")[0] for a in node.names}
