@@ -17,7 +17,8 @@ from torch import nn
 from .config import BertConfig
 from .ops import Dropout, dropout
 
-__all__ = ["scaled_dot_product_attention", "padding_mask", "BertSelfAttention", "BertSelfOutput", "BertAttention"]
+__all__ = ["scaled_dot_product_attention", "padding_mask", "selected_rows", "BertSelfAttention", "BertSelfOutput",
+           "BertAttention"]
 
 
 def scaled_dot_product_attention(
@@ -29,7 +30,7 @@ def scaled_dot_product_attention(
     q, k, v: (..., T, d_k). `mask` is additive (0 to keep, a large negative to drop) or boolean
     (True to keep), broadcastable to (..., T_q, T_k).
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, heads, T, T)
+    scores = (q / math.sqrt(q.size(-1))) @ k.transpose(-2, -1)  # (B, heads, T, T); scaling q is cheaper
     if mask is not None:
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -64,14 +65,25 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
 
+    def _heads(self, x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+        """(B, T, n*H) -> n tensors of (B, heads, T, d_k)."""
+        b, t, _ = x.shape
+        return x.view(b, t, n, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+        select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b, t, _ = hidden.shape
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(hidden, weight, bias).view(b, t, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, T, d_k)
+        """`select` (B, T) bool: compute outputs only for those positions, returned as (n_selected, H)."""
+        if select is None:  # one fused projection for Q, K and V
+            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
+            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            q, k, v = self._heads(F.linear(hidden, weight, bias), 3)
+        else:  # keys and values for every token, queries for the selected ones only
+            weight = torch.cat([self.key.weight, self.value.weight])
+            k, v = self._heads(F.linear(hidden, weight, torch.cat([self.key.bias, self.value.bias])), 2)
+            rows, valid = selected_rows(select)  # (B, S) positions, padded
+            (q,) = self._heads(self.query(hidden.gather(1, rows[..., None].expand(-1, -1, hidden.size(-1)))), 1)
         if mask is not None and mask.dtype != q.dtype:  # under autocast q is bf16/fp16
             mask = mask.to(q.dtype)
         dropout_p = self.dropout_p if self.training else 0.0
@@ -79,7 +91,18 @@ class BertSelfAttention(nn.Module):
             ctx, probs = scaled_dot_product_attention(q, k, v, mask, dropout_p, self.training)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        return ctx.transpose(1, 2).reshape(b, t, -1), (probs if output_attentions else None)  # (B, T, H)
+        ctx = ctx.transpose(1, 2).flatten(2)  # (B, T or S, H)
+        return (ctx if select is None else ctx[valid]), (probs if output_attentions else None)
+
+
+def selected_rows(select: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the True entries of each row, left-aligned and padded: (B, S) indices, (B, S) valid.
+
+    `ctx[valid]` then lists the selected tokens in the same (row-major) order as `hidden[select]`.
+    """
+    counts = select.sum(1)
+    order = (~select).to(torch.uint8).argsort(dim=1, stable=True)[:, : int(counts.max())]
+    return order, torch.arange(order.size(1), device=select.device) < counts[:, None]
 
 
 class BertSelfOutput(nn.Module):
@@ -105,6 +128,7 @@ class BertAttention(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+        select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        ctx, probs = self.self(hidden, mask, output_attentions)
-        return self.output(ctx, hidden), probs
+        ctx, probs = self.self(hidden, mask, output_attentions, select)
+        return self.output(ctx, hidden if select is None else hidden[select]), probs

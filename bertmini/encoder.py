@@ -57,8 +57,9 @@ class BertLayer(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
+        select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(hidden, mask, output_attentions)
+        attended, probs = self.attention(hidden, mask, output_attentions, select)
         return self.output(self.intermediate(attended), attended), probs
 
 
@@ -69,13 +70,18 @@ class BertEncoder(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
-        output_attentions: bool = False, output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False, select: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """Returns (last hidden state, all hidden states incl. embeddings, per-layer attentions)."""
+        """Returns (last hidden state, all hidden states incl. embeddings, per-layer attentions).
+
+        With `select` (B, T) bool, the last layer computes only the selected positions: nothing
+        after it looks at the others, and the last hidden state is then (n_selected, H).
+        """
         states = [hidden] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self.layer:
-            hidden, probs = layer(hidden, mask, output_attentions)
+        last = len(self.layer) - 1
+        for i, layer in enumerate(self.layer):
+            hidden, probs = layer(hidden, mask, output_attentions, select if i == last else None)
             if states is not None:
                 states.append(hidden)
             if attentions is not None:

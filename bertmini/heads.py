@@ -96,23 +96,31 @@ class BertPreTrainingHeads(BertOnlyMLMHead):
         self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
-def masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, labels: torch.Tensor | None,
+def mlm_rows(labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(select, masked): the rows BertModel must compute — masked tokens plus [CLS] — and, among
+    those selected rows, which ones are masked."""
+    if labels is None:
+        return None, None
+    masked = labels != IGNORE
+    select = masked.clone()
+    select[:, 0] = True
+    return select, masked[select]
+
+
+def masked_lm(head: BertLMPredictionHead, hidden: torch.Tensor, targets: torch.Tensor | None,
               fused: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Vocabulary logits and MLM loss.
 
-    With labels, only the masked positions (~15%) go through the head: the loss equals the dense
-    cross-entropy with ignore_index=-100, at a fraction of the (T x V) projection's cost. With
-    `fused` (training), the projection and the loss run chunk by chunk and no logits are returned.
+    With targets, `hidden` holds only the masked positions (~15%, see `mlm_rows`): the loss equals
+    the dense cross-entropy with ignore_index=-100, at a fraction of the (T x V) projection's cost.
+    With `fused` (training), the projection and the loss run chunk by chunk and no logits are kept.
     """
-    if labels is None:
+    if targets is None:
         return head(hidden), None
-    selected = labels != IGNORE
-    hidden, targets = hidden[selected], labels[selected]  # (n_masked, H), (n_masked,)
     if hidden.size(0) == 0:  # nothing masked: a zero loss that keeps the graph, not 0/0
         return None, hidden.sum() * 0.0
     if fused:
-        loss = linear_cross_entropy(head.transform(hidden), head.decoder.weight, head.bias, targets)
-        return None, loss
+        return None, linear_cross_entropy(head.transform(hidden), head.decoder.weight, head.bias, targets)
     logits = head(hidden)  # (n_masked, V)
     return logits, F.cross_entropy(logits.float(), targets)
 
@@ -125,6 +133,16 @@ class _TiedMLM(BertPreTrainedModel):
 
     def tie_weights(self) -> None:
         self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def _mlm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None,
+             labels: torch.Tensor | None, output_attentions: bool, output_hidden_states: bool):
+        """Encode (last layer only at masked rows when labels are given), then logits and MLM loss."""
+        select, masked = mlm_rows(labels)
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, select=select)
+        hidden = out.last_hidden_state if masked is None else out.last_hidden_state[masked]
+        targets = None if labels is None else labels[labels != IGNORE]
+        return (out, *masked_lm(self.cls.predictions, hidden, targets, self.training))
 
 
 class BertForPreTraining(_TiedMLM):
@@ -139,9 +157,8 @@ class BertForPreTraining(_TiedMLM):
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 next_sentence_label: torch.Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False) -> PreTrainingOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits, mlm_loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels, self.training)
+        out, logits, mlm_loss = self._mlm(input_ids, attention_mask, token_type_ids, labels,
+                                          output_attentions, output_hidden_states)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)
         nsp_loss = None if next_sentence_label is None else F.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1))
         losses = [x for x in (mlm_loss, nsp_loss) if x is not None]
@@ -160,9 +177,8 @@ class BertForMaskedLM(_TiedMLM):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> MaskedLMOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits, loss = masked_lm(self.cls.predictions, out.last_hidden_state, labels, self.training)
+        out, logits, loss = self._mlm(input_ids, attention_mask, token_type_ids, labels,
+                                      output_attentions, output_hidden_states)
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 

@@ -112,7 +112,7 @@ class BertPooler(nn.Module):
         self.activation = nn.Tanh()
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden[:, 0]))
+        return self.activation(self.dense(hidden[:, 0]))  # (B, H)
 
 
 class BertModel(BertPreTrainedModel):
@@ -127,11 +127,23 @@ class BertModel(BertPreTrainedModel):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-        output_attentions: bool = False, output_hidden_states: bool = False,
+        output_attentions: bool = False, output_hidden_states: bool = False, select: torch.Tensor | None = None,
     ) -> BertModelOutput:
+        """`select` (B, T) bool, used by the pretraining heads: only these positions' final states are
+        wanted (the masked tokens), so the last layer skips the rest and `last_hidden_state` is
+        (n_selected, H) in row-major order. Position 0 ([CLS]) must be selected, for the pooler."""
         check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        if select is not None and not torch.compiler.is_compiling() and not bool(select[:, 0].all()):
+            raise ValueError("select must include position 0 ([CLS]) of every sequence, for the pooler")
         hidden = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = padding_mask(attention_mask, hidden.dtype)
-        hidden, states, attentions = self.encoder(hidden, mask, output_attentions, output_hidden_states)
-        pooled = self.pooler(hidden) if self.pooler is not None else None
+        partial = select is not None and not (output_attentions or output_hidden_states)
+        hidden, states, attentions = self.encoder(hidden, mask, output_attentions, output_hidden_states,
+                                                  select if partial else None)
+        if select is None:
+            cls = hidden[:, 0]
+        else:
+            hidden = hidden if partial else hidden[select]
+            cls = hidden[select.cumsum(1)[select] == 1]  # the first selected row of each sequence is [CLS]
+        pooled = self.pooler(cls[:, None]) if self.pooler is not None else None
         return BertModelOutput(hidden, pooled, states, attentions)

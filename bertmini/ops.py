@@ -5,9 +5,9 @@
   cheaper and gives the same distribution to within 2^-31 in p. Other devices keep `F.dropout`.
 * `linear_cross_entropy`: the MLM loss over a 30k vocabulary. Materializing (n, V) logits, casting
   them to fp32, then running log-softmax forward and backward passes over them several times. Here
-  each chunk of rows is projected, turned into its loss and its gradient while still in cache, and
-  only the gradient (in the compute dtype) is kept for backward (the idea of Liger's and
-  Apple's "cut cross-entropy" kernels).
+  each chunk of rows is projected and turned into its loss and its gradient in place (in cache for
+  16-bit chunks); only the gradient (in the compute dtype) is kept for backward (the idea of
+  Liger's and Apple's "cut cross-entropy" kernels).
 """
 from __future__ import annotations
 
@@ -51,13 +51,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, n, chunk_rows):
             rows = slice(start, start + chunk_rows)
-            logits = torch.addmm(bias, hidden[rows], weight.t()).float()  # (c, V)
+            if hidden.dtype == torch.float32:  # project straight into the gradient buffer
+                logits = torch.addmm(bias, hidden[rows], weight.t(), out=grad_logits[rows])  # (c, V)
+            else:  # 16-bit logits, softmax in fp32
+                logits = torch.addmm(bias, hidden[rows], weight.t()).float()
             lse = logits.logsumexp(-1)
             picked = logits.gather(1, target[rows, None]).squeeze(1)
             total += (lse - picked).sum()
             probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
             probs.scatter_add_(1, target[rows, None], probs.new_full((probs.size(0), 1), -1.0))
-            grad_logits[rows] = probs.mul_(1.0 / n)  # d(mean loss)/d logits = (softmax - onehot) / n
+            probs.mul_(1.0 / n)  # d(mean loss)/d logits = (softmax - onehot) / n
+            if probs.dtype != grad_logits.dtype:
+                grad_logits[rows] = probs
         ctx.save_for_backward(hidden, weight, grad_logits)
         return total / n
 
@@ -81,6 +86,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch
     """
     device = hidden.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    chunk_rows = max(1, chunk_bytes // (4 * weight.size(0)))
+    # 16-bit: chunks whose fp32 softmax stays in cache; fp32: one large GEMM is faster than many small.
+    chunk_rows = max(1, chunk_bytes // (4 * weight.size(0))) if dtype != torch.float32 else hidden.size(0)
     with torch.autocast(device, enabled=False):
         return _LinearCrossEntropy.apply(hidden.to(dtype), weight.to(dtype), bias.to(dtype), target, chunk_rows)

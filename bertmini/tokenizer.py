@@ -17,6 +17,8 @@ import torch
 from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
+from .tokenizer_features import TRUNCATION, BatchEncoding, as_inputs, build_batch
+
 __all__ = ["WordPieceTokenizer", "greedy_wordpiece", "SPECIAL_TOKENS"]
 
 # BERT's vocab.txt puts [PAD] at id 0 so that zero-initialised id tensors are padding.
@@ -215,73 +217,63 @@ class WordPieceTokenizer:
         return folder
 
     # ---- encoding -----------------------------------------------------------------------------
-    def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None,
-                 max_length: int | None = None, truncation: bool = True, padding: bool | str = False,
-                 return_tensors: str | None = None, return_offsets_mapping: bool = False) -> dict:
+    def __call__(self, text: str | Sequence, text_pair: str | Sequence | None = None,
+                 max_length: int | None = None, truncation: bool | str = True, padding: bool | str = False,
+                 return_tensors: str | None = None, return_offsets_mapping: bool = False, *,
+                 is_split_into_words: bool = False, stride: int = 0,
+                 return_overflowing_tokens: bool = False) -> BatchEncoding:
         """Encode one text (flat lists) or a batch (lists of lists), optionally as sentence pairs.
 
-        Returns ``input_ids``, ``token_type_ids`` (0 for segment A, 1 for B) and ``attention_mask``
-        (1 = real token, 0 = padding); plus ``offset_mapping`` (char spans) if asked.
-        ``return_tensors="pt"`` gives (batch, length) LongTensors, also for a single text.
+        Returns a dict (a :class:`BatchEncoding`, with ``word_ids(i)``/``sequence_ids(i)``) holding
+        ``input_ids``, ``token_type_ids`` (0 for segment A, 1 for B) and ``attention_mask`` (1 = real
+        token, 0 = padding); plus ``offset_mapping`` (char spans) if asked. ``is_split_into_words``:
+        inputs are lists of words (NER). ``truncation``: True/"longest_first", "only_first",
+        "only_second" or False; with ``return_overflowing_tokens`` the cut-off part becomes more rows,
+        windows sharing ``stride`` tokens, and ``overflow_to_sample_mapping`` names each row's input
+        (SQuAD). ``return_tensors="pt"`` gives (rows, length) LongTensors, also for a single text.
         """
-        single = isinstance(text, str)
-        encodings = self.encode_batch_full(text, text_pair, max_length=max_length,
-                                           truncation=truncation, padding=padding)
-        out = {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
-               "attention_mask": [e.attention_mask for e in encodings]}
-        if return_offsets_mapping:
-            out["offset_mapping"] = [e.offsets for e in encodings]
-        if return_tensors == "pt":
-            lengths = sorted({len(ids) for ids in out["input_ids"]})
-            if len(lengths) > 1:
-                raise ValueError(f"sequences have lengths {lengths}: pass padding=True to stack them as a tensor")
-            return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
-        if return_tensors is not None:
-            raise ValueError(f"return_tensors={return_tensors!r} is not supported, expected None or 'pt'")
-        return {k: v[0] for k, v in out.items()} if single else out
+        single = as_inputs(text, "text", is_split_into_words)[1]
+        encodings = self.encode_batch_full(text, text_pair, max_length=max_length, truncation=truncation,
+                                           padding=padding, is_split_into_words=is_split_into_words, stride=stride)
+        return build_batch(encodings, single, return_offsets_mapping, return_overflowing_tokens, return_tensors)
 
-    def encode_batch_full(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None,
-                          max_length: int | None = None, truncation: bool = True,
-                          padding: bool | str = False) -> list[Encoding]:
-        """Like ``__call__`` but returns ``tokenizers.Encoding`` objects (tokens, word_ids, offsets...)."""
-        texts = self._as_list(text, "text")
+    def encode_batch_full(self, text: str | Sequence, text_pair: str | Sequence | None = None,
+                          max_length: int | None = None, truncation: bool | str = True,
+                          padding: bool | str = False, is_split_into_words: bool = False,
+                          stride: int = 0) -> list[Encoding]:
+        """Like ``__call__`` but returns ``tokenizers.Encoding`` objects (tokens, word_ids, offsets,
+        ``overflowing`` windows...), one per input."""
+        texts, single = as_inputs(text, "text", is_split_into_words)
         inputs: list = texts
         if text_pair is not None:
-            if isinstance(text_pair, str) != isinstance(text, str):
-                raise TypeError("text and text_pair must both be strings or both be lists of strings")
-            pairs = self._as_list(text_pair, "text_pair")
+            pairs, pair_single = as_inputs(text_pair, "text_pair", is_split_into_words)
+            if pair_single != single:
+                raise TypeError("text and text_pair must both be single inputs or both be batches")
             if len(pairs) != len(texts):
                 raise ValueError(f"text_pair has {len(pairs)} items but text has {len(texts)}: expected {len(texts)}")
             inputs = list(zip(texts, pairs))
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise ValueError(f"padding={padding!r}: expected False, True, 'longest' or 'max_length'")
+        if truncation not in TRUNCATION:
+            raise ValueError(f"truncation={truncation!r}: expected one of {list(TRUNCATION)}")
         length = max_length if max_length is not None else self.model_max_length
         try:
-            if truncation:  # longest-first: trim the longer segment one token at a time (as HF)
-                self.backend.enable_truncation(length, strategy="longest_first")
+            if TRUNCATION[truncation]:
+                self.backend.enable_truncation(length, stride=stride, strategy=TRUNCATION[truncation])
             if padding not in (False, "do_not_pad"):
                 self.backend.enable_padding(
                     pad_id=self.pad_token_id, pad_type_id=0, pad_token="[PAD]",
                     length=length if padding == "max_length" else None,
                 )
-            return self.backend.encode_batch(inputs)
+            return self.backend.encode_batch(inputs, is_pretokenized=is_split_into_words)
         finally:
             self.backend.no_truncation()
             self.backend.no_padding()
 
-    @staticmethod
-    def _as_list(text: str | Sequence[str], name: str) -> list[str]:
-        texts = [text] if isinstance(text, str) else list(text)
-        if not texts:
-            raise ValueError(f"empty input: {name} is an empty list, expected at least one string")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"{name}[{i}] is {type(t).__name__}, expected str")
-        return texts
-
     def encode_plain(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids without [CLS]/[SEP], truncation or padding (e.g. to pack pre-training examples)."""
-        return [e.ids for e in self.backend.encode_batch(self._as_list(texts, "texts"), add_special_tokens=False)]
+        batch = as_inputs(texts, "texts", split_into_words=False)[0]
+        return [e.ids for e in self.backend.encode_batch(batch, add_special_tokens=False)]
 
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of ``text`` without special tokens."""

@@ -227,3 +227,19 @@ def test_training_mode_fused_mlm_loss_and_grads_match_hf(dtype):
         ref = theirs_params[name].grad
         torch.testing.assert_close(param.grad, ref, atol=tol * max(1.0, ref.abs().max().item()), rtol=0,
                                    msg=lambda m: f"{name}: {m}")
+
+
+def test_select_computes_only_chosen_rows_exactly():
+    config = tiny_config()
+    model = bertmini.BertModel(config).eval()
+    inputs = batch(config)
+    select = torch.rand(3, 12, generator=torch.Generator().manual_seed(0)) < 0.3
+    select[:, 0] = True
+    with torch.no_grad():
+        full = model(**inputs)
+        part = model(**inputs, select=select)
+    torch.testing.assert_close(part.last_hidden_state, full.last_hidden_state[select], atol=ATOL, rtol=0)
+    torch.testing.assert_close(part.pooler_output, full.pooler_output, atol=ATOL, rtol=0)
+    select[1, 0] = False
+    with pytest.raises(ValueError, match=r"select must include position 0 \(\[CLS\]\)"):
+        model(**inputs, select=select)

@@ -212,3 +212,87 @@ def test_saved_config_is_bert(trained, tmp_path):
     config = json.loads((trained.save(tmp_path) / "tokenizer_config.json").read_text())
     assert config["do_lower_case"] is trained.lowercase and config["model_max_length"] == 512
     assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines()[:5] == list(SPECIAL_TOKENS)
+
+
+# ---------------------------------------------------------------- word ids (NER) and overflow windows (SQuAD)
+
+WORD_LISTS = [["Hello", ",", "World", "!"], ["naïve", "Ångström", "x" * 120, "日本語"], ["@user", "#tag", "😀", "don't"],
+              ["one"], ["[MASK]", "tokenization", "unaffable"]]
+QUESTIONS = ["Who wrote it?", "  What is the [MASK] here?", "When?"]
+CONTEXTS = ["The quick brown fox jumps over the lazy dog. " * 6, "Café naïve façade " * 9, "short context"]
+
+
+def hf_rows(enc, key: str) -> list:
+    return [[tuple(o) for o in row] for row in enc[key]] if key == "offset_mapping" else enc[key]
+
+
+def assert_same_rows(a, b) -> None:
+    """Same keys and values, and the same word/segment map for every row."""
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key] == hf_rows(b, key), key
+    for i in range(len(a["input_ids"])):
+        assert a.word_ids(i) == b.word_ids(i) and a.sequence_ids(i) == b.sequence_ids(i), i
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"max_length": 6}, {"max_length": 9, "padding": True},
+                                    {"text_pair": WORD_LISTS[::-1], "max_length": 10, "return_offsets_mapping": True}])
+def test_split_into_words_matches_transformers(real, trained, minilm_dir, tmp_path, kwargs):
+    for ours, theirs in ((real, transformers.BertTokenizerFast.from_pretrained(minilm_dir)),
+                         (trained, transformers.BertTokenizerFast.from_pretrained(trained.save(tmp_path)))):
+        a = ours(WORD_LISTS, is_split_into_words=True, **kwargs)
+        b = theirs(WORD_LISTS, is_split_into_words=True, truncation=True, **kwargs)
+        assert_same_rows(a, b)
+    single = real(WORD_LISTS[1], is_split_into_words=True)
+    assert single.word_ids() == [None, 0, *[1] * len(real.tokenize("Ångström")), 2, 3, 3, 3, None]
+    assert isinstance(single, dict) and single["input_ids"][0] == real.cls_token_id  # one input: flat lists
+
+
+@pytest.mark.parametrize("max_length, stride, padding", [(16, 4, False), (24, 8, True), (12, 0, False)])
+def test_overflow_windows_match_transformers(real, minilm_dir, max_length, stride, padding):
+    hf = transformers.BertTokenizerFast.from_pretrained(minilm_dir)
+    kwargs = dict(text_pair=CONTEXTS, truncation="only_second", max_length=max_length, stride=stride,
+                  return_overflowing_tokens=True, return_offsets_mapping=True, padding=padding)
+    a, b = real(QUESTIONS, **kwargs), hf(QUESTIONS, **kwargs)
+    assert_same_rows(a, b)
+    mapping = a["overflow_to_sample_mapping"]
+    assert mapping == sorted(mapping) and mapping.count(2) == 1 and mapping.count(0) > 2  # input by input
+    for i, row in enumerate(a["input_ids"]):  # the question is never cut, only the context
+        question = [t for t, s in zip(row, a.sequence_ids(i)) if s == 0]
+        assert question == real.encode_plain([QUESTIONS[mapping[i]]])[0]
+    windows = [[t for t, s in zip(row, a.sequence_ids(i)) if s == 1] for i, row in enumerate(a["input_ids"])
+               if mapping[i] == 0]
+    for before, after in zip(windows, windows[1:]):  # neighbouring windows share `stride` tokens
+        assert stride == 0 or before[-stride:] == after[:stride]
+    tensors = real(QUESTIONS, **{**kwargs, "padding": True}, return_tensors="pt")
+    assert tensors["overflow_to_sample_mapping"].tolist() == mapping
+    assert tensors["input_ids"].shape[0] == len(mapping)
+    one = real(QUESTIONS[0], text_pair=CONTEXTS[0], **{k: v for k, v in kwargs.items() if k != "text_pair"})
+    assert one["overflow_to_sample_mapping"] == [0] * mapping.count(0)  # overflow keeps the batch level
+    assert_same_rows(one, hf(QUESTIONS[0], text_pair=CONTEXTS[0], **{k: v for k, v in kwargs.items()
+                                                                       if k != "text_pair"}))
+
+
+def test_ner_and_qa_features_equal_transformers(real, minilm_dir):
+    from bertmini.tasks import encode_ner, load_squad, load_wnut17, prepare_qa_features
+
+    hf = transformers.BertTokenizerFast.from_pretrained(minilm_dir)
+    sentences = load_wnut17("validation").examples[:150]
+    a, b = encode_ner(sentences, real, max_length=24), encode_ner(sentences, hf, max_length=24)
+    assert (a.features, a.word_ids, a.n_words, a.n_truncated) == (b.features, b.word_ids, b.n_words, b.n_truncated)
+    assert a.n_truncated > 0
+    questions = load_squad("validation-2articles").examples[::15]
+    a, b = prepare_qa_features(questions, real, 128, 32), prepare_qa_features(questions, hf, 128, 32)
+    assert (a.features, a.offsets, a.example_index) == (b.features, b.offsets, b.example_index)
+    assert len(a) > len(questions)
+
+
+def test_feature_argument_errors(real):
+    with pytest.raises(TypeError, match="is_split_into_words=True expects a list of words"):
+        real("a sentence", is_split_into_words=True)
+    with pytest.raises(TypeError, match=r"text\[1\]\[0\] is int, expected str"):
+        real([["a"], [3]], is_split_into_words=True)
+    with pytest.raises(ValueError, match="truncation='only_third'"):
+        real("a", truncation="only_third")
+    with pytest.raises(TypeError, match="both be single inputs or both be batches"):
+        real("a", text_pair=["b"])

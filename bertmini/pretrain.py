@@ -1,0 +1,156 @@
+"""``python -m bertmini pretrain --config configs/X.yaml [--data-dir DIR] [key=value ...]``.
+
+Pre-trains ``BertForPreTraining`` on masked LM (+ next sentence prediction) as in Devlin et al. 2019
+(§3.1, Appendix A.2), from one YAML file with five sections (see ``configs/*.yaml``):
+
+* ``model``: ``preset`` + BertConfig overrides (vocab_size comes from the tokenizer), or ``init_from``
+  an HF-format folder (phase 2 of the paper's recipe starts from phase 1);
+* ``tokenizer``: ``path`` to an existing vocabulary, or a WordPiece vocabulary trained on the training
+  corpus (``vocab_size``, ``lowercase``, ``min_frequency``), saved in ``out_dir/tokenizer`` and reused;
+* ``data``: ``train`` sources and an ``eval`` source (readers ``text``, ``wikitext``, ``gutenberg``
+  with a ``path`` under the data dir, or ``hf``: a ``datasets`` name), ``mode`` nsp|packed and masking;
+* ``train``: :class:`~bertmini.train_config.TrainConfig` fields + ``batch_size`` (per process) and
+  ``eval_batches``; ``out_dir``: where everything goes.
+
+Any key can be overridden on the command line: ``train.max_steps=100 data.train.0.max_documents=5``.
+A rerun of the same command resumes from the newest checkpoint (``train.resume`` defaults to true).
+Outputs: ``final/`` (weights + tokenizer files, loadable by transformers), ``curves.png``, ``summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from . import checkpointing as ckpt
+from .config import BertConfig
+from .data.masking import MLMCollator
+from .data.pretraining import PretrainingDataset
+from .distributed import init_distributed
+from .evaluation import evaluate_pretraining, fixed_masked_batches
+from .heads import BertForPreTraining
+from .pretrain_setup import ConfigError, PretrainSettings, build_dataset, load_settings, setup_tokenizer
+from .training import Trainer, plot_curves
+from .utils import data_dir, set_seed
+
+__all__ = ["main", "run"]
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _rank0_first(fn, rank: int, world: int):
+    """Rank 0 runs ``fn`` (training a vocabulary, building caches) before the others, which then reuse it."""
+    if world > 1 and rank != 0:
+        dist.barrier()
+    result = fn()
+    if world > 1 and rank == 0:
+        dist.barrier()
+    return result
+
+
+def _build_model(settings: PretrainSettings, vocab_size: int, max_seq_length: int) -> BertForPreTraining:
+    spec = dict(settings.model)
+    init_from = spec.pop("init_from", None)
+    if init_from:
+        model = BertForPreTraining.from_pretrained(init_from)
+        if model.config.vocab_size != vocab_size:
+            raise ConfigError(f"{settings.source}: model.init_from {init_from!r} has vocab_size "
+                              f"{model.config.vocab_size}, the tokenizer has {vocab_size}: use its tokenizer")
+    else:
+        model = BertForPreTraining(BertConfig.preset(spec.pop("preset"), vocab_size=vocab_size, **spec))
+    if max_seq_length > model.config.max_position_embeddings:
+        raise ConfigError(f"{settings.source}: data.max_seq_length {max_seq_length} exceeds the model's "
+                          f"max_position_embeddings {model.config.max_position_embeddings}")
+    return model
+
+
+def run(settings: PretrainSettings, data_root: Path) -> dict[str, Any]:
+    """Tokenizer → datasets → model → Trainer → ``final/`` + ``curves.png`` + ``summary.json``."""
+    start = time.perf_counter()
+    cfg, data, out = settings.train, settings.data, settings.out_dir
+    rank, world, device, created = init_distributed(cfg.device)
+    say = print if rank == 0 else (lambda *a, **k: None)
+    try:
+        tok, reused = _rank0_first(lambda: setup_tokenizer(settings, data_root), rank, world)
+        say(f"tokenizer: {'reused' if reused else 'trained'} {tok!r}")
+        train_ds = _rank0_first(lambda: build_dataset(settings, data["train"], tok, data_root, say), rank, world)
+        eval_ds = None if data["eval"] is None else _rank0_first(
+            lambda: build_dataset(settings, [data["eval"]], tok, data_root, say, dupe_factor=1), rank, world)
+        if len(train_ds) < settings.batch_size:
+            raise ConfigError(f"{settings.source}: {len(train_ds)} training examples, fewer than "
+                              f"train.batch_size={settings.batch_size}")
+        set_seed(cfg.seed)  # the same initial weights on every rank and every run
+        model = _build_model(settings, tok.vocab_size, data["max_seq_length"])
+        masking = dict(mlm_probability=data["mlm_probability"], whole_word=data["whole_word"],
+                       max_predictions=data["max_predictions"])
+        collator = MLMCollator(tok, seed=cfg.seed + rank, **masking)
+        loader = DataLoader(train_ds, batch_size=settings.batch_size, shuffle=True, drop_last=True,
+                            collate_fn=collator, num_workers=0,  # the collator's RNG is checkpointed: no workers
+                            pin_memory=device.type == "cuda")
+        eval_fn = None
+        if eval_ds is not None:
+            batches = fixed_masked_batches(eval_ds, MLMCollator(tok, seed=data["seed"], **masking),
+                                           settings.batch_size, settings.eval_batches)
+            eval_fn = lambda m: evaluate_pretraining(m, batches, _AUTOCAST.get(cfg.precision))  # noqa: E731
+        say(f"model: {model.config.num_hidden_layers} layers x {model.config.hidden_size}, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; train {len(train_ds):,} "
+            f"{data['mode']} examples of {data['max_seq_length']} tokens; eval {len(eval_ds or ()):,}; "
+            f"global batch {settings.batch_size * cfg.grad_accum * world}")
+        latest = ckpt.latest_checkpoint(out / "checkpoints") if cfg.resume is True else cfg.resume
+        if latest:
+            say(f"resuming from {latest}")
+        trainer = Trainer(model, loader, cfg, eval_fn=eval_fn, stateful={"collator": collator})
+        result = trainer.train()
+        metrics = result["eval"] or (eval_fn(trainer.model) if eval_fn else {})  # a finished run, rerun
+        summary = {
+            "wall_time_s": round(time.perf_counter() - start, 1), "train_time_s": round(trainer.elapsed, 1),
+            "steps": trainer.step, "tokens": trainer.tokens,
+            "tokens_per_s": round(trainer.tokens / max(trainer.elapsed, 1e-9), 1),
+            "train_examples": len(train_ds), "eval_examples": len(eval_ds or ()), "world_size": world,
+            "num_parameters": sum(p.numel() for p in model.parameters()), "eval": metrics,
+            "config": {**settings.raw, "vocab_size": tok.vocab_size},
+        }
+        if rank == 0:
+            _finish(out, tok, summary)
+        return summary
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def _finish(out: Path, tok: Any, summary: dict[str, Any]) -> None:
+    """Tokenizer files into ``final/`` (next to the Trainer's weights), curves, summary, a short report."""
+    tok.save(out / "final")
+    if (out / "metrics.jsonl").is_file():
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    minutes, seconds = divmod(summary["train_time_s"], 60)
+    print(f"done: {summary['steps']} steps, {summary['tokens'] / 1e6:.2f}M tokens in {int(minutes)}m{seconds:04.1f}s "
+          f"of training ({summary['tokens_per_s']:,.0f} tokens/s); wall time {summary['wall_time_s']:.0f}s")
+    if summary["eval"]:
+        print("held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items()))
+    print(f"saved: {out / 'final'} (BertForPreTraining + tokenizer), {out / 'curves.png'}, {out / 'summary.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bertmini pretrain",
+                                     description="Pre-train BERT (MLM + NSP) from a YAML config.")
+    parser.add_argument("--config", required=True, help="a YAML file, e.g. configs/pretrain_cpu_mini.yaml")
+    parser.add_argument("--data-dir", help="folder of the local data sets (default: BERTMINI_DATA_DIR, ./data)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides with dotted keys, e.g. train.max_steps=100 model.preset=small")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = load_settings(args.config, args.overrides)
+        run(settings, data_dir(args.data_dir))
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
