@@ -182,53 +182,51 @@ class BertForMaskedLM(_TiedMLM):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class _LinearHead(BertPreTrainedModel):
+    """BERT, dropout and one linear layer to `num_labels`; subclasses pick the features and the loss."""
+
+    pooled: bool  # the pooled [CLS] vector (sentence tasks) or every token's state (tagging)
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=self.pooled)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids,
+                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        features = out.pooler_output if self.pooled else out.last_hidden_state
+        logits = self.classifier(self.dropout(features))  # (B, num_labels) or (B, T, num_labels)
+        loss = None if labels is None else self.loss(logits, labels)
+        return TaskOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class BertForSequenceClassification(_LinearHead):
     """Linear layer on the pooled [CLS] (§4.1). One label means regression (MSE), as in HF."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config)
-        self.dropout = Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+    pooled = True
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(out.pooler_output))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.float().squeeze(-1), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels)
-        return TaskOutput(loss, logits, out.hidden_states, out.attentions)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.num_labels == 1:
+            return F.mse_loss(logits.float().squeeze(-1), labels.float())
+        return F.cross_entropy(logits.float(), labels)
 
 
-class BertForTokenClassification(BertPreTrainedModel):
+class BertForTokenClassification(_LinearHead):
     """Linear layer on every token's final hidden state (§4.3, NER); -100 labels are ignored."""
 
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+    pooled = False
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-        return TaskOutput(loss, logits, out.hidden_states, out.attentions)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
