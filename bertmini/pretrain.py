@@ -12,7 +12,8 @@ Pre-trains ``BertForPreTraining`` on masked LM (+ next sentence prediction) as i
 * ``train``: :class:`~bertmini.train_config.TrainConfig` fields + ``batch_size`` (per process) and
   ``eval_batches``; ``out_dir``: where everything goes.
 
-Any key can be overridden on the command line: ``train.max_steps=100 data.train.0.max_documents=5``.
+Any key can be overridden on the command line: ``train.max_steps=100 model.preset=small``, or a whole
+value with YAML: ``'data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}'``.
 A rerun of the same command resumes from the newest checkpoint (``train.resume`` defaults to true).
 Outputs: ``final/`` (weights + tokenizer files, loadable by transformers), ``curves.png``, ``summary.json``.
 """
@@ -32,7 +33,6 @@ from torch.utils.data import DataLoader
 from . import checkpointing as ckpt
 from .config import BertConfig
 from .data.masking import MLMCollator
-from .data.pretraining import PretrainingDataset
 from .distributed import init_distributed
 from .evaluation import evaluate_pretraining, fixed_masked_batches
 from .heads import BertForPreTraining

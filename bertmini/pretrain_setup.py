@@ -35,7 +35,8 @@ SOURCE_KEYS = {
     "text": {"path", "split", "sentence_per_line"},
     "wikitext": {"path", "detokenize"},
     "gutenberg": {"path", "split"},
-    "hf": {"name", "config", "split", "text_column", "streaming", "data_files", "layout", "join_documents"},
+    "hf": {"name", "config", "split", "text_column", "streaming", "data_files", "layout", "join_documents",
+           "cache_dir"},  # cache_dir: where `datasets` keeps its download (default: its own cache)
 }
 TOKENIZER_DEFAULTS = {"path": None, "vocab_size": 8192, "lowercase": True, "min_frequency": 2,
                       "max_documents": None}
@@ -77,20 +78,6 @@ def _section(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _floats(section: dict[str, Any], keys: list[str]) -> None:
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string: accept it as the float it means."""
-    for key in keys:
-        if isinstance(section.get(key), str):
-            try:
-                section[key] = float(section[key])
-            except ValueError:
-                pass  # left as is: the consumer reports the bad value
-
-
-def _float_fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if "float" in str(f.type)]
-
-
 def _require(ok: bool, where: str, expected: str, value: Any) -> None:
     if not ok:
         raise ConfigError(f"{where}: expected {expected}, got {value!r}")
@@ -98,6 +85,10 @@ def _require(ok: bool, where: str, expected: str, value: Any) -> None:
 
 def _is_int(value: Any, low: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
 
 
 def _check_source(src: Any, where: str) -> dict[str, Any]:
@@ -114,7 +105,6 @@ def _check_source(src: Any, where: str) -> dict[str, Any]:
 
 def _check_data(data: dict[str, Any], where: str) -> dict[str, Any]:
     _check_keys(data, DATA_DEFAULTS, where)
-    _floats(data, ["short_seq_prob", "mlm_probability"])
     data = {**DATA_DEFAULTS, **data}
     sources = data["train"] if isinstance(data["train"], list) else [data["train"]] if data["train"] else []
     _require(bool(sources), f"{where}.train", "one source or a list of sources", data["train"])
@@ -123,9 +113,9 @@ def _check_data(data: dict[str, Any], where: str) -> dict[str, Any]:
     _require(data["mode"] in MODES, f"{where}.mode", f"one of {MODES}", data["mode"])
     _require(_is_int(data["max_seq_length"], 5), f"{where}.max_seq_length", "an integer >= 5", data["max_seq_length"])
     _require(_is_int(data["dupe_factor"]), f"{where}.dupe_factor", "an integer >= 1", data["dupe_factor"])
-    _require(isinstance(data["short_seq_prob"], float) and 0 <= data["short_seq_prob"] <= 1,
-             f"{where}.short_seq_prob", "a number in [0, 1]", data["short_seq_prob"])
-    _require(isinstance(data["mlm_probability"], float) and 0 < data["mlm_probability"] < 1,
+    _require(_is_number(data["short_seq_prob"], 0, 1), f"{where}.short_seq_prob", "a number in [0, 1]",
+             data["short_seq_prob"])
+    _require(_is_number(data["mlm_probability"], 0, 1) and 0 < data["mlm_probability"] < 1,
              f"{where}.mlm_probability", "a number in (0, 1)", data["mlm_probability"])
     _require(isinstance(data["whole_word"], bool), f"{where}.whole_word", "true or false", data["whole_word"])
     for key in ("max_predictions", "max_documents"):
@@ -145,7 +135,6 @@ def _check_model(model: dict[str, Any], where: str) -> dict[str, Any]:
         if extra:
             raise ConfigError(f"{where}: init_from takes the architecture from its config.json; remove {extra}")
         return model
-    _floats(model, _float_fields(BertConfig))
     model.setdefault("preset", "mini")
     try:  # the final vocab_size is only known once the tokenizer exists
         BertConfig.preset(model["preset"], vocab_size=30522, **{k: v for k, v in model.items() if k != "preset"})
@@ -166,8 +155,14 @@ def load_settings(path: str | os.PathLike, overrides: list[str] | tuple[str, ...
     _check_keys(tokenizer, TOKENIZER_DEFAULTS, f"{src}: tokenizer")
     tokenizer = {**TOKENIZER_DEFAULTS, **tokenizer}
     if not tokenizer["path"]:
-        _require(_is_int(tokenizer["vocab_size"], 6), f"{src}: tokenizer.vocab_size", "an integer > 5",
-                 tokenizer["vocab_size"])
+        where = f"{src}: tokenizer"
+        _require(_is_int(tokenizer["vocab_size"], 6), f"{where}.vocab_size", "an integer > 5", tokenizer["vocab_size"])
+        _require(_is_int(tokenizer["min_frequency"]), f"{where}.min_frequency", "an integer >= 1",
+                 tokenizer["min_frequency"])
+        _require(isinstance(tokenizer["lowercase"], bool), f"{where}.lowercase", "true or false",
+                 tokenizer["lowercase"])
+        _require(tokenizer["max_documents"] is None or _is_int(tokenizer["max_documents"]),
+                 f"{where}.max_documents", "null or an integer >= 1", tokenizer["max_documents"])
     train = _section(raw, "train", src)
     extras = {**TRAIN_EXTRAS, **{k: train.pop(k) for k in TRAIN_EXTRAS if k in train}}
     for key, value in extras.items():
@@ -175,7 +170,6 @@ def load_settings(path: str | os.PathLike, overrides: list[str] | tuple[str, ...
     if "out_dir" in train:
         raise ConfigError(f"{src}: train.out_dir: set the top-level out_dir instead")
     out_dir = Path(raw.get("out_dir") or Path("runs") / Path(src).stem)
-    _floats(train, _float_fields(TrainConfig))
     train.setdefault("resume", True)  # rerunning the command continues the run
     try:
         train_cfg = TrainConfig.from_dict({**train, "out_dir": str(out_dir)}, source=f"{src}: train")
@@ -202,7 +196,7 @@ def _data_paths(root: Path, path: str | list[str]) -> list[Path]:
 
 
 def _hf_args(src: dict[str, Any], root: Path) -> dict[str, Any]:
-    keys = ("name", "config", "split", "text_column", "streaming", "data_files", "layout")
+    keys = ("name", "config", "split", "text_column", "streaming", "data_files", "layout", "cache_dir")
     args = {k: src[k] for k in keys if src.get(k) is not None}
     if "data_files" in args:
         args["data_files"] = _under(root, args["data_files"])
@@ -266,7 +260,8 @@ def _build_hf(src: dict[str, Any], root: Path, tok: Any, params: dict[str, Any],
     """``build_or_load`` for hub datasets: the cache key is the dataset's name/config/split, not file stats."""
     key_fields = {"hf": _hf_args(src, root), "join": src.get("join_documents"), "max_documents": max_documents,
                   "tokenizer": tokenizer_fingerprint(tok), **params}
-    key_fields["hf"].pop("streaming", None)  # streaming or not, the same rows
+    for key in ("streaming", "cache_dir"):  # the same rows either way
+        key_fields["hf"].pop(key, None)
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = cache_dir / f"pretraining-hf-{params['mode']}-{params['max_seq_length']}-{key}.pt"
     if path.is_file():

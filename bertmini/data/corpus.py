@@ -236,8 +236,8 @@ def load_hf_corpus(
         raise ValueError(f"layout={layout!r}: expected 'auto', 'wikitext', 'blank_line' or 'row'")
     ds = datasets.load_dataset(name, config, split=split, streaming=streaming,
                                data_files=data_files, cache_dir=cache_dir)
-    columns = ds.column_names or []
-    if text_column not in columns:
+    columns = ds.column_names  # None for some streamed data sets: then the first row tells
+    if columns is not None and text_column not in columns:
         raise KeyError(f"dataset {name!r} split {split!r} has no column {text_column!r}; columns: {columns}")
     rows = (row[text_column] for row in ds)
     if layout == "wikitext":

@@ -237,7 +237,7 @@ class PretrainingDataset(Dataset):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PretrainingDataset:
-        blob = torch.load(path, weights_only=True)
+        blob = torch.load(path, weights_only=True, mmap=True)  # torchrun ranks share the pages
         if blob.get("version") != CACHE_VERSION:
             raise ValueError(f"{path}: cache version {blob.get('version')!r}, expected {CACHE_VERSION}")
         return cls(blob["tensors"], blob["meta"])
