@@ -118,7 +118,7 @@ def class_weights(spec: str | Sequence[float], features: Sequence[dict], num_lab
     return torch.tensor([float(w) for w in spec])
 
 
-def build_step(task: Task, weights: torch.Tensor | None, label_smoothing: float, focal_gamma: float | None,
+def build_step(weights: torch.Tensor | None, label_smoothing: float, focal_gamma: float | None,
                rdrop_alpha: float | None, fgm_epsilon: float | None) -> StepFn:
     """The Trainer's step hook: the model's own loss, or a replacement loss (weighted / smoothed
     cross-entropy, focal), optionally wrapped in R-Drop and then FGM adversarial training."""
@@ -129,9 +129,6 @@ def build_step(task: Task, weights: torch.Tensor | None, label_smoothing: float,
         loss_fn = partial(focal_loss, gamma=focal_gamma, alpha=weights)
     elif weights is not None or label_smoothing:
         loss_fn = partial(cross_entropy, weight=weights, label_smoothing=label_smoothing)
-    if task.kind == "qa" and (loss_fn is not None or rdrop_alpha is not None):
-        raise ValueError("class_weights, label_smoothing, focal_gamma and rdrop_alpha act on class logits: "
-                         "they apply to classification and NER, not to squad")
     step: StepFn = model_loss
     if rdrop_alpha is not None:
         step = RDrop(rdrop_alpha, loss_fn or cross_entropy)

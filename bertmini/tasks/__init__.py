@@ -13,7 +13,8 @@ from bertmini.tasks.data import (
 )
 from bertmini.tasks.ner import IGNORE_INDEX, NerEncoded, align_labels, decode_ner, encode_ner, word_predictions
 from bertmini.tasks.qa import (
-    QAFeatures, answer_token_span, best_spans, postprocess_qa, prepare_qa_features, split_squad_by_article,
+    QAFeatures, answer_token_span, best_answer_spans, best_spans, postprocess_qa, prepare_qa_features,
+    split_squad_by_article,
 )
 
 __all__ = [
@@ -22,5 +23,5 @@ __all__ = [
     "TaskData", "TextExample", "TokenExample", "load_sms_spam", "load_squad", "load_sst2", "load_trec", "load_tsv",
     "load_wnut17", "split_squad_by_article", "stratified_split",
     "IGNORE_INDEX", "NerEncoded", "align_labels", "decode_ner", "encode_ner", "word_predictions",
-    "QAFeatures", "answer_token_span", "best_spans", "postprocess_qa", "prepare_qa_features",
+    "QAFeatures", "answer_token_span", "best_answer_spans", "best_spans", "postprocess_qa", "prepare_qa_features",
 ]

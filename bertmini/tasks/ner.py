@@ -6,7 +6,7 @@ sub-token of each word gets the word's tag, the other sub-tokens and ``[CLS]``/`
 (ignored by the loss), and predictions are read back from the first sub-tokens only.
 
 The tokenizer must accept pre-split words (``is_split_into_words=True``) and give ``word_ids(i)``,
-like a Hugging Face fast tokenizer.
+as :class:`bertmini.tokenizer.WordPieceTokenizer` and Hugging Face's fast tokenizers do.
 """
 from __future__ import annotations
 

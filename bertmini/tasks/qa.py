@@ -11,7 +11,8 @@ point at ``[CLS]`` (index 0). At prediction time the best valid span over all wi
 wins, and its text is cut from the context by character offsets.
 
 The tokenizer must support ``stride``, ``return_overflowing_tokens`` and ``return_offsets_mapping``
-and give ``sequence_ids(i)``, like a Hugging Face fast tokenizer.
+and give ``sequence_ids(i)``, as :class:`bertmini.tokenizer.WordPieceTokenizer` and Hugging Face's
+fast tokenizers do.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import torch
 
 from bertmini.tasks.data import QAExample
 
-__all__ = ["QAFeatures", "prepare_qa_features", "answer_token_span", "best_spans", "postprocess_qa",
-           "split_squad_by_article"]
+__all__ = ["QAFeatures", "prepare_qa_features", "answer_token_span", "best_spans", "best_answer_spans",
+           "postprocess_qa", "split_squad_by_article"]
 
 Offsets = list[tuple[int, int] | None]
 
@@ -102,23 +103,32 @@ def best_spans(start_logits: Sequence[float], end_logits: Sequence[float], offse
     return sorted(spans, key=lambda span: -span[0])
 
 
+def best_answer_spans(features: QAFeatures, start_logits: torch.Tensor | Sequence[Sequence[float]],
+                      end_logits: torch.Tensor | Sequence[Sequence[float]], n_best: int = 20,
+                      max_answer_length: int = 30) -> dict[int, tuple[float, int, int]]:
+    """``{example index: (score, start_char, end_char)}``: the best valid span over all windows of each
+    example (examples with no valid span in any window are left out)."""
+    if not len(start_logits) == len(end_logits) == len(features):
+        raise ValueError(f"got {len(start_logits)} start and {len(end_logits)} end logit rows "
+                         f"for {len(features)} features")
+    best: dict[int, tuple[float, int, int]] = {}
+    for f, example_index in enumerate(features.example_index):
+        spans = best_spans(start_logits[f], end_logits[f], features.offsets[f], n_best, max_answer_length)
+        if spans and (example_index not in best or spans[0][0] > best[example_index][0]):
+            best[example_index] = spans[0]
+    return best
+
+
 def postprocess_qa(examples: Sequence[QAExample], features: QAFeatures,
                    start_logits: torch.Tensor | Sequence[Sequence[float]],
                    end_logits: torch.Tensor | Sequence[Sequence[float]],
                    n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
     """``{question id: answer text}``: the best valid span over all windows of each question
     ("" if no window has one)."""
-    if not len(start_logits) == len(end_logits) == len(features):
-        raise ValueError(f"got {len(start_logits)} start and {len(end_logits)} end logit rows "
-                         f"for {len(features)} features")
     if features.example_index and max(features.example_index) >= len(examples):
         raise ValueError(f"features refer to example {max(features.example_index)} but only {len(examples)} "
                          "examples were given (pass the examples the features were made from)")
-    best: dict[int, tuple[float, int, int]] = {}
-    for f, example_index in enumerate(features.example_index):
-        spans = best_spans(start_logits[f], end_logits[f], features.offsets[f], n_best, max_answer_length)
-        if spans and (example_index not in best or spans[0][0] > best[example_index][0]):
-            best[example_index] = spans[0]
+    best = best_answer_spans(features, start_logits, end_logits, n_best, max_answer_length)
     predictions = {}
     for i, example in enumerate(examples):
         _, start_char, end_char = best.get(i, (0.0, 0, 0))
