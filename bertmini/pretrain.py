@@ -108,7 +108,12 @@ def run(settings: PretrainSettings, data_root: Path) -> dict[str, Any]:
             say(f"resuming from {latest}")
         trainer = Trainer(model, loader, cfg, eval_fn=eval_fn, stateful={"collator": collator})
         result = trainer.train()
-        metrics = result["eval"] or (eval_fn(trainer.model) if eval_fn else {})  # a finished run, rerun
+        if not result["losses"] and (out / "summary.json").is_file():  # a finished run, rerun: keep its record
+            say("the run was already complete")
+            if rank == 0:
+                tok.save(out / "final")  # the trainer rewrote final/ from the last checkpoint
+            return json.loads((out / "summary.json").read_text())
+        metrics = result["eval"] or (eval_fn(trainer.model) if eval_fn else {})
         summary = {
             "wall_time_s": round(time.perf_counter() - start, 1), "train_time_s": round(trainer.elapsed, 1),
             "steps": trainer.step, "tokens": trainer.tokens,

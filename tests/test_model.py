@@ -8,10 +8,9 @@ import transformers
 import bertmini
 from bertmini import BertConfig
 from bertmini.checkpoint import load_state_dict
+from bertmini.parity import CLASSES, hf_twin, max_abs_diffs, model_outputs
 
 ATOL = 1e-5
-CLASSES = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification",
-           "BertForTokenClassification", "BertForQuestionAnswering"]
 
 
 def tiny_config(name: str = "", **overrides) -> BertConfig:
@@ -21,11 +20,6 @@ def tiny_config(name: str = "", **overrides) -> BertConfig:
                 intermediate_size=64, max_position_embeddings=64, id2label=labels)
     base.update(overrides)
     return BertConfig(**base)
-
-
-def hf_model(name: str, config: BertConfig, attn: str = "eager"):
-    hf_config = transformers.BertConfig(**config.to_dict())
-    return getattr(transformers, name)._from_config(hf_config, attn_implementation=attn).eval()
 
 
 def batch(config: BertConfig, b: int = 3, t: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -39,44 +33,23 @@ def batch(config: BertConfig, b: int = 3, t: int = 12, seed: int = 0) -> dict[st
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-def outputs(model, inputs: dict, **kw) -> dict[str, torch.Tensor]:
-    """Every tensor a model returns, by field name, real tokens only where padding matters."""
-    with torch.no_grad():
-        out = model(**inputs, output_hidden_states=True, output_attentions=True, **kw)
-    names = ["last_hidden_state", "pooler_output", "prediction_logits", "seq_relationship_logits",
-             "logits", "start_logits", "end_logits", "loss"]
-    got = {n: getattr(out, n) for n in names if getattr(out, n, None) is not None}
-    got.update({f"hidden_states.{i}": h for i, h in enumerate(out.hidden_states)})
-    got.update({f"attentions.{i}": a for i, a in enumerate(out.attentions)})
-    return got
-
-
-def assert_same(ours: dict, theirs: dict, mask: torch.Tensor) -> float:
-    assert set(ours) <= set(theirs), set(ours) - set(theirs)
-    worst = 0.0
-    keep = mask.bool()
-    for name, value in ours.items():
-        ref = theirs[name]
-        if value.dim() >= 2 and value.shape[:2] == keep.shape:  # per-token tensors: real tokens only
-            value, ref = value[keep], ref[keep]
-        elif name.startswith("attentions"):  # (B, h, T, T): real queries and keys
-            pair = keep[:, None, :, None] & keep[:, None, None, :]
-            value, ref = value[pair.expand_as(value)], ref[pair.expand_as(ref)]
-        torch.testing.assert_close(value, ref, atol=ATOL, rtol=0, msg=lambda m: f"{name}: {m}")
-        worst = max(worst, (value - ref).abs().max().item())
-    return worst
+def assert_same(ours, theirs, inputs: dict) -> float:
+    diffs = max_abs_diffs(model_outputs(ours, inputs), model_outputs(theirs, inputs), inputs["attention_mask"])
+    bad = {k: v for k, v in diffs.items() if not v <= ATOL}
+    assert not bad, f"outputs differ from transformers by more than {ATOL}: {bad}"
+    return max(diffs.values())
 
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_hf_to_bertmini(name):
     config = tiny_config(name)
     torch.manual_seed(0)
-    theirs = hf_model(name, config)
+    theirs = hf_twin(name, config)
     ours = getattr(bertmini, name)(config).eval()
     report = load_state_dict(ours, theirs.state_dict())
     assert report.missing_keys == [] and report.unexpected_keys == []
     inputs = batch(config)
-    assert_same(outputs(ours, inputs), outputs(theirs, inputs), inputs["attention_mask"])
+    assert_same(ours, theirs, inputs)
 
 
 @pytest.mark.parametrize("name", CLASSES)
@@ -89,13 +62,13 @@ def test_bertmini_to_hf_through_save_pretrained(name, tmp_path):
                                                                 attn_implementation="eager")
     assert info["missing_keys"] in ([], set()) and not info["mismatched_keys"], info
     inputs = batch(config, seed=3)
-    assert_same(outputs(ours, inputs), outputs(theirs.eval(), inputs), inputs["attention_mask"])
+    assert_same(ours, theirs.eval(), inputs)
 
 
 def test_pretraining_losses_match_dense_hf():
     """Sparse MLM (head only on masked positions) gives HF's dense loss."""
     config = tiny_config()
-    theirs = hf_model("BertForPreTraining", config)
+    theirs = hf_twin("BertForPreTraining", config)
     ours = bertmini.BertForPreTraining(config).eval()
     load_state_dict(ours, theirs.state_dict())
     inputs = batch(config)
@@ -118,7 +91,7 @@ def test_pretraining_losses_match_dense_hf():
 ])
 def test_task_losses_match_hf(name, kw):
     config = tiny_config(name)
-    theirs = hf_model(name, config)
+    theirs = hf_twin(name, config)
     ours = getattr(bertmini, name)(config).eval()
     load_state_dict(ours, theirs.state_dict())
     inputs = batch(config)
@@ -132,8 +105,7 @@ def test_real_checkpoint_matches_transformers(minilm_dir):
     tok = transformers.BertTokenizerFast.from_pretrained(minilm_dir)
     inputs = dict(tok(["The cat sat on the mat.", "BERT reads text in both directions at once, naïvely."],
                       ["A short second segment.", "Another one"], padding=True, return_tensors="pt"))
-    worst = assert_same(outputs(ours, inputs), outputs(theirs, inputs), inputs["attention_mask"])
-    assert worst < ATOL
+    assert assert_same(ours, theirs, inputs) < ATOL
 
 
 def test_fast_and_explicit_attention_agree():
@@ -209,7 +181,7 @@ def test_sinusoidal_positions_are_fixed_and_match_formula():
 def test_training_mode_fused_mlm_loss_and_grads_match_hf(dtype):
     """In train mode the MLM loss is fused with the projection; loss and every gradient match HF."""
     config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    theirs = hf_model("BertForPreTraining", config).train()
+    theirs = hf_twin("BertForPreTraining", config).train()
     ours = bertmini.BertForPreTraining(config).train()
     load_state_dict(ours, theirs.state_dict())
     inputs = batch(config)

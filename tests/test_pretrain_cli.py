@@ -150,6 +150,16 @@ def test_rerun_resumes_and_reuses_tokenizer_and_data(tiny_run, tmp_path, monkeyp
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
 
 
+def test_rerun_of_a_finished_run_keeps_its_record_and_tokenizer(tiny_run, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out, out)
+    before = (out / "summary.json").read_text()
+    assert pretrain(out, tiny_run.cache, "train.max_steps=4", "train.save_every=2", "train.eval_every=2") == 0
+    assert "the run was already complete" in capsys.readouterr().out
+    assert (out / "summary.json").read_text() == before
+    assert (out / "final" / "vocab.txt").is_file() and (out / "final" / "model.safetensors").is_file()
+
+
 def test_changed_tokenizer_settings_are_refused(tiny_run, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(tiny_run.out, out)
