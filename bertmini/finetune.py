@@ -141,7 +141,7 @@ def _convert(name: str, value: Any, kind: str, source: str) -> Any:
                 raise ValueError
             return int(value)
         if kind == "float":
-            return float(value)  # YAML reads "1e-4" (no dot) as a string
+            return float(value)  # flags and key=value arguments arrive as strings
         if kind == "ints":
             return [int(v) for v in (value.split(",") if isinstance(value, str) else
                                      value if isinstance(value, list) else [value])]
