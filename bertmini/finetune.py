@@ -295,6 +295,8 @@ def run(opts: FinetuneOptions) -> dict[str, Any]:
                    "best_seed": seeds[best], "runs": [{"seed": r["seed"], "dir": f"seed-{r['seed']}", "dev": r["dev"],
                                                        "best_step": r["best_step"]} for r in runs],
                    **{k: runs[0][k] for k in ("n_train_examples", "n_eval_examples", "n_truncated", "n_skipped")},
+                   "train_time_s": round(sum(r["train_time_s"] for r in runs), 2),
+                   "examples_per_s": round(statistics.mean(r["examples_per_s"] for r in runs), 1),
                    "options": asdict(opts)}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)  # data preparation included
     _write_json(out / "metrics.json", metrics)

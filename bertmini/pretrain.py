@@ -7,7 +7,7 @@ Pre-trains ``BertForPreTraining`` on masked LM (+ next sentence prediction) as i
   an HF-format folder (phase 2 of the paper's recipe starts from phase 1);
 * ``tokenizer``: ``path`` to an existing vocabulary, or a WordPiece vocabulary trained on the training
   corpus (``vocab_size``, ``lowercase``, ``min_frequency``), saved in ``out_dir/tokenizer`` and reused;
-* ``data``: ``train`` sources and an ``eval`` source (readers ``text``, ``wikitext``, ``gutenberg``
+* ``data``: ``train`` sources and an ``eval`` source (readers ``text``, ``wikitext``, ``gutenberg``, ``tsv``
   with a ``path`` under the data dir, or ``hf``: a ``datasets`` name), ``mode`` nsp|packed and masking;
 * ``train``: :class:`~bertmini.train_config.TrainConfig` fields + ``batch_size`` (per process) and
   ``eval_batches``; ``out_dir``: where everything goes.

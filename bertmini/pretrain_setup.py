@@ -35,6 +35,7 @@ SOURCE_KEYS = {
     "text": {"path", "split", "sentence_per_line"},
     "wikitext": {"path", "detokenize"},
     "gutenberg": {"path", "split"},
+    "tsv": {"path", "column"},
     "hf": {"name", "config", "split", "text_column", "streaming", "data_files", "layout", "join_documents",
            "cache_dir"},  # cache_dir: where `datasets` keeps its download (default: its own cache)
 }

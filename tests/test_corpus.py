@@ -7,7 +7,7 @@ import pytest
 
 from bertmini.data.corpus import (
     list_text_files, load_hf_corpus, parse_wikitext_lines, read_gutenberg, read_text_documents,
-    read_wikitext, split_paragraphs, split_sentences,
+    read_tsv_column, read_wikitext, split_paragraphs, split_sentences,
 )
 from bertmini.utils import data_dir
 
@@ -159,6 +159,25 @@ def offline(monkeypatch, tmp_path) -> str:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return str(tmp_path / "hf-cache")
+
+
+def test_read_tsv_column_keeps_the_text_and_drops_the_labels(data):
+    docs = list(read_tsv_column(data / "sst2" / "train.tsv"))
+    assert len(docs) == 67_349  # the sst2 README's row count
+    assert docs[0] == ["hide new secretions from the parental units"]  # GLUE's space before the tab is gone
+    assert all(len(d) == 1 and d[0] and d[0] not in ("0", "1") for d in docs)
+
+
+def test_read_tsv_column_errors_name_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\ngood row\t1\nno label here\n", encoding="utf-8")
+    with pytest.raises(KeyError, match=r"bad\.tsv:1: no column 'text' in the header; columns: \['sentence', 'label'\]"):
+        list(read_tsv_column(bad, column="text"))
+    with pytest.raises(ValueError, match=r"bad\.tsv:3: expected 2 tab-separated fields, got 1"):
+        list(read_tsv_column(bad))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no \.tsv files"):
+        list(read_tsv_column(tmp_path / "empty"))
 
 
 def test_load_hf_corpus_wikitext_rows_match_the_file_reader(data, tmp_path, offline):

@@ -142,6 +142,8 @@ def test_sms_seeds_and_freezing(base, tmp_path, capsys):
         values = [r["dev"][key] for r in runs]
         assert metrics["dev_mean"][key] == pytest.approx(statistics.mean(values))
         assert metrics["dev_std"][key] == pytest.approx(statistics.stdev(values))
+    assert metrics["train_time_s"] == pytest.approx(sum(r["train_time_s"] for r in runs), abs=0.02)
+    assert metrics["examples_per_s"] == pytest.approx(statistics.mean(r["examples_per_s"] for r in runs), abs=0.1)
     best = tmp_path / f"seed-{metrics['best_seed']}"
     assert (tmp_path / "model.safetensors").read_bytes() == (best / "model.safetensors").read_bytes()
     before = load_file(resolve_model_path(metrics["model"]) / "model.safetensors")

@@ -79,7 +79,7 @@ def test_unknown_keys_name_file_and_key(override, key, capsys):
     ("train.max_steps", "not of the form key=value"),
     ("data.mode=masked", r"data\.mode: expected one of \('nsp', 'packed'\), got 'masked'"),
     ("data.train=[]", r"data\.train: expected one source"),
-    ("data.eval.reader=xml", r"data\.eval\.reader: expected one of \['gutenberg', 'hf', 'text', 'wikitext'\]"),
+    ("data.eval.reader=xml", r"data\.eval\.reader: expected one of \['gutenberg', 'hf', 'text', 'tsv', 'wikitext'\]"),
     ("data.train.reader=x", "'train' is not a section"),
     ("data.mlm_probability=1.5", r"data\.mlm_probability: expected a number in \(0, 1\)"),
     ("tokenizer.lowercase=maybe", r"tokenizer\.lowercase: expected true or false, got 'maybe'"),

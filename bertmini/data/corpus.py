@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "Document", "split_sentences", "split_paragraphs", "list_text_files", "read_text_documents",
-    "parse_wikitext_lines", "read_wikitext", "read_gutenberg", "load_hf_corpus", "READERS",
+    "parse_wikitext_lines", "read_wikitext", "read_gutenberg", "read_tsv_column", "load_hf_corpus", "READERS",
 ]
 
 Document = list[str]
@@ -197,6 +197,27 @@ def read_gutenberg(paths: Paths | None = None, split: str = "chapter") -> Iterat
             yield doc
 
 
+def read_tsv_column(paths: Paths, column: str = "sentence") -> Iterator[Document]:
+    """The text column of labelled TSV files (GLUE layout: a header row, no quoting), labels dropped.
+
+    Each row is one document. This is the corpus of task-adaptive pre-training (Gururangan et al.
+    2020, §4): more MLM on a task's own unlabelled training text before fine-tuning on its labels.
+    """
+    for path in list_text_files(paths, suffixes=(".tsv",)):
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n").split("\t")
+            if column not in header:
+                raise KeyError(f"{path}:1: no column {column!r} in the header; columns: {header}")
+            index = header.index(column)
+            for lineno, line in enumerate(f, start=2):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != len(header):
+                    raise ValueError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, "
+                                     f"got {len(fields)}")
+                if text := " ".join(fields[index].split()):
+                    yield [text]
+
+
 def _rows_to_paragraph_docs(rows: Iterable[str]) -> Iterator[Document]:
     """Line rows (``load_dataset("text")``): blank rows end a document."""
     lines: list[str] = []
@@ -256,4 +277,5 @@ READERS: dict[str, Callable[..., Iterator[Document]]] = {
     "text": read_text_documents,
     "wikitext": read_wikitext,
     "gutenberg": read_gutenberg,
+    "tsv": read_tsv_column,
 }
