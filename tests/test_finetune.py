@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import statistics
+import zlib
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,10 @@ def test_squad_split_windows_and_predict(squad, capsys, tmp_path):
     assert metrics["n_train_features"] > metrics["n_train_examples"]
     assert set(metrics["dev"]) == {"exact_match", "f1"}
     assert "adv_loss" in train_log(out)[0]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert errors and all(e["f1"] < 1 for e in errors)
+    keys = [(e["f1"], zlib.crc32(e["id"].encode())) for e in errors]
+    assert keys == sorted(keys)  # lowest F1 first, ties in a fixed order that is not the file's
     assert_transformers_agrees(out, "BertForQuestionAnswering")
     context = "Bob went to Rome in 1999 to study the history of the city. " * 8
     (row,) = predict(capsys, "--model", str(out), "--question", "Where did Bob go?", "--context", context,
