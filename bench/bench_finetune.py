@@ -75,7 +75,7 @@ def main() -> None:
     theirs = getattr(transformers, task.model_cls.__name__).from_pretrained(folder, attn_implementation="sdpa",
                                                                            **labels)
     theirs.load_state_dict(ours.state_dict())  # the same new head on both sides
-    check = make_batches(features, args.batch, bucketed=False)[0]
+    check = pad_collate(features[: args.batch])
     with torch.no_grad():  # eval mode (no dropout), fp32: the two must compute the same loss
         loss_ours, loss_theirs = (m.eval()(**check).loss.item() for m in (ours, theirs))
     if abs(loss_ours - loss_theirs) > 1e-4 * max(1.0, abs(loss_theirs)):

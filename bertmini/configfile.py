@@ -27,7 +27,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str):
+def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 

@@ -9,6 +9,7 @@ from bertmini.data.corpus import (
     list_text_files, load_hf_corpus, parse_wikitext_lines, read_gutenberg, read_text_documents,
     read_tsv_column, read_wikitext, split_paragraphs, split_sentences,
 )
+from bertmini.tasks.data import DataFormatError
 from bertmini.utils import data_dir
 
 
@@ -171,9 +172,12 @@ def test_read_tsv_column_keeps_the_text_and_drops_the_labels(data):
 def test_read_tsv_column_errors_name_file_line_and_column(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence\tlabel\ngood row\t1\nno label here\n", encoding="utf-8")
-    with pytest.raises(KeyError, match=r"bad\.tsv:1: no column 'text' in the header; columns: \['sentence', 'label'\]"):
+    with pytest.raises(DataFormatError,
+                       match=r"bad\.tsv: line 1: header lacks column\(s\) \['text'\]; got header \['sentence', 'label'\]"):
         list(read_tsv_column(bad, column="text"))
-    with pytest.raises(ValueError, match=r"bad\.tsv:3: expected 2 tab-separated fields, got 1"):
+    with pytest.raises(DataFormatError,
+                       match=r"bad\.tsv: line 3: expected 2 tab-separated fields \(sentence, label\), "
+                             r"got '1 field\(s\): no label here'"):
         list(read_tsv_column(bad))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no \.tsv files"):

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from bertmini.tasks.data import tsv_columns  # the task loaders' TSV parser: errors name file and line
+
 __all__ = [
     "Document", "split_sentences", "split_paragraphs", "list_text_files", "read_text_documents",
     "parse_wikitext_lines", "read_wikitext", "read_gutenberg", "read_tsv_column", "load_hf_corpus", "READERS",
@@ -204,18 +206,9 @@ def read_tsv_column(paths: Paths, column: str = "sentence") -> Iterator[Document
     2020, §4): more MLM on a task's own unlabelled training text before fine-tuning on its labels.
     """
     for path in list_text_files(paths, suffixes=(".tsv",)):
-        with open(path, encoding="utf-8") as f:
-            header = f.readline().rstrip("\n").split("\t")
-            if column not in header:
-                raise KeyError(f"{path}:1: no column {column!r} in the header; columns: {header}")
-            index = header.index(column)
-            for lineno, line in enumerate(f, start=2):
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) != len(header):
-                    raise ValueError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, "
-                                     f"got {len(fields)}")
-                if text := " ".join(fields[index].split()):
-                    yield [text]
+        for _, (value,) in tsv_columns(path, [column]):
+            if text := " ".join(value.split()):
+                yield [text]
 
 
 def _rows_to_paragraph_docs(rows: Iterable[str]) -> Iterator[Document]:

@@ -23,7 +23,7 @@ from bertmini.utils import data_dir as _data_root
 __all__ = [
     "DataFormatError", "TextExample", "TokenExample", "QAExample", "TaskData",
     "SST2_LABELS", "TREC_LABELS", "SMS_LABELS", "WNUT_LABELS", "HUB_NAMES",
-    "load_tsv", "load_sst2", "load_trec", "load_sms_spam", "load_wnut17", "load_squad",
+    "tsv_columns", "load_tsv", "load_sst2", "load_trec", "load_sms_spam", "load_wnut17", "load_squad",
 ]
 
 # Label orders follow the Hugging Face datasets, so ids agree between the local and the hub path.
@@ -106,6 +106,24 @@ class _Rows:
             raise DataFormatError(message)
         self.errors.append(message)
 
+    def tsv(self, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+        """``(line number, values of columns)`` per row of a TSV file with a header row (GLUE style);
+        a row with the wrong number of fields is rejected (raise, or skip and count)."""
+        lines = self.lines()
+        _, header_line = next(lines, (1, ""))
+        header = header_line.split("\t")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataFormatError(f"{self.path}: line 1: header lacks column(s) {missing}; got header {header}")
+        cols = [header.index(c) for c in columns]
+        for number, line in lines:
+            fields = line.split("\t")
+            if len(fields) != len(header):
+                self.bad(number, f"{len(header)} tab-separated fields ({', '.join(header)})",
+                         f"{len(fields)} field(s): {line}")
+                continue
+            yield number, [fields[c] for c in cols]
+
     def label(self, line: int, value: str, allowed: Sequence[str]) -> int:
         if value not in allowed:
             raise DataFormatError(f"{self.path}: line {line}: unknown label {value!r}; allowed: {list(allowed)}")
@@ -126,6 +144,12 @@ def _file(folder: str, files: dict[str, str], split: str, root: str | os.PathLik
 
 # ---------------------------------------------------------------- local files
 
+def tsv_columns(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, values of columns)`` per row of a GLUE-style TSV (header row, no quoting): the
+    parser of :func:`load_tsv`, for callers that want the raw text, such as pre-training corpora."""
+    return _Rows(Path(path), skip_bad=False).tsv(columns)
+
+
 def load_tsv(path: str | os.PathLike, text_columns: Sequence[str], label_column: str, labels: Sequence[str],
              label_names: Sequence[str] | None = None, skip_bad: bool = False) -> TaskData:
     """A GLUE-style TSV with a header row; one or two text columns (two: a sentence pair, §4.1).
@@ -136,23 +160,10 @@ def load_tsv(path: str | os.PathLike, text_columns: Sequence[str], label_column:
     if len(text_columns) not in (1, 2):
         raise ValueError(f"text_columns must name 1 or 2 columns, got {list(text_columns)}")
     rows = _Rows(Path(path), skip_bad)
-    lines = rows.lines()
-    _, header_line = next(lines, (1, ""))
-    header = header_line.split("\t")
-    missing = [c for c in (*text_columns, label_column) if c not in header]
-    if missing:
-        raise DataFormatError(f"{path}: line 1: header lacks column(s) {missing}; got header {header}")
-    cols = [header.index(c) for c in text_columns]
-    label_col = header.index(label_column)
     examples = []
-    for number, line in lines:
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            rows.bad(number, f"{len(header)} tab-separated fields ({', '.join(header)})",
-                     f"{len(fields)} field(s): {line}")
-            continue
-        texts = [fields[c].strip() for c in cols]
-        label = rows.label(number, fields[label_col].strip(), labels)
+    for number, (*raw_texts, raw_label) in rows.tsv([*text_columns, label_column]):
+        texts = [t.strip() for t in raw_texts]
+        label = rows.label(number, raw_label.strip(), labels)
         text_b = texts[1] if len(texts) == 2 else None
         examples.append(TextExample(texts[0], label, text_b, f"{rows.path.name}:{number}"))
     return rows.result(examples, list(label_names or labels))
