@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_config", "apply_overrides", "check_keys", "parse_yaml"]
+__all__ = ["load_config", "apply_overrides", "check_keys", "parse_yaml", "resolve_config", "shipped_configs"]
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (Colab has no checkout)
 
 
 class _Loader(yaml.SafeLoader):
@@ -31,10 +33,29 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with the package (``pretrain_cpu_mini``, ...)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(name: str | os.PathLike) -> Path:
+    """A config file: an existing path, else a shipped config by name.
+
+    ``pretrain_cpu_mini``, ``pretrain_cpu_mini.yaml`` and ``configs/pretrain_cpu_mini.yaml`` all name the
+    shipped file when no such path exists, so the commands in the README work from any folder.
+    """
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.stem}.yaml"
+    if path.suffix in ("", ".yaml", ".yml") and path.parent.name in ("", "configs") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"config {str(name)!r}: no such file, and no shipped config of that name; "
+                            f"shipped configs: {', '.join(shipped_configs())}")
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} not found")
+    path = resolve_config(path)
     try:
         data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from bertmini import BertConfig, BertModel
 from bertmini.cli import main
+from bertmini.configfile import CONFIG_DIR
 from bertmini.finetune import _train_config, parse_options
 from bertmini.finetune_tasks import TASKS, build_step, class_weights
 from bertmini.inference import resolve_model_path
@@ -316,7 +317,7 @@ def test_hub_names_only_for_missing_paths(base, tmp_path, monkeypatch):
         resolve_model_path(str(tmp_path))
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("finetune_*.yaml")),
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("finetune_*.yaml")),
                          ids=lambda p: p.stem)
 def test_shipped_configs_are_valid(path):
     opts = parse_options(["--config", str(path), "--model", "m"])

@@ -19,7 +19,7 @@ from bertmini.evaluation import evaluate_pretraining, fixed_masked_batches
 from bertmini.pretrain_setup import ConfigError, load_settings
 from bertmini.tokenizer import WordPieceTokenizer
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from bertmini.configfile import CONFIG_DIR as CONFIGS
 TINY = CONFIGS / "pretrain_tiny_test.yaml"
 
 
