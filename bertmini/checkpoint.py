@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .config import BertConfig
+from .errors import InputKeyError
+from .runfolder import temp_path
 
 if TYPE_CHECKING:
     from .model import BertPreTrainedModel
@@ -91,7 +93,7 @@ def load_state_dict(model: "BertPreTrainedModel", state: dict[str, torch.Tensor]
             if key.endswith(ALIASES):
                 continue
             if _is_required(key):
-                raise KeyError(f"{source}: required key {key!r} is missing from the checkpoint")
+                raise InputKeyError(f"{source}: required key {key!r} is missing from the checkpoint")
             report.missing_keys.append(key)
         elif state[key].shape != tensor.shape:
             raise ValueError(f"{source}: shape mismatch for {key!r}: checkpoint has {tuple(state[key].shape)}, "
@@ -122,11 +124,17 @@ def load_pretrained(cls: type["BertPreTrainedModel"], path: str | os.PathLike, *
 
 
 def _atomic_write(target: Path, write: Any) -> None:
-    """write(tmp_path) then rename over `target`: a crash leaves the old file whole."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    """write(tmp_path) then rename over `target`: a crash leaves the old file whole.
+
+    The file gets the mode of any new file, 0666 minus the umask: created here with that mode, it is set
+    back to it after `write` (safetensors writes 0600 files, as ``mkstemp`` would).
+    """
+    tmp = str(temp_path(target))
     try:
+        with open(tmp, "xb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)

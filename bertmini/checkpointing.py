@@ -13,21 +13,25 @@ A crash while writing leaves the previous checkpoint whole: the new folder only 
 """
 from __future__ import annotations
 
+import math
 import os
+import pickle
 import random
 import re
 import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
+from .errors import InputError
+from .runfolder import temp_dir, temp_path
+
 __all__ = ["atomic_dir", "save_checkpoint", "load_checkpoint", "list_checkpoints", "latest_checkpoint",
-           "rotate_checkpoints", "rng_state", "set_rng_state", "save_model"]
+           "rotate_checkpoints", "rng_state", "set_rng_state", "save_model", "describe_state", "restore_weights"]
 
 STATE_FILE = "state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -39,15 +43,15 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
 
     ``os.replace`` cannot rename over a non-empty folder, so an existing ``target`` is first moved
     aside and deleted after the swap (the only window where neither exists is between two renames).
+    Both side names are this process's own (:func:`~bertmini.runfolder.temp_path`); a save killed midway
+    leaves them for :func:`~bertmini.runfolder.sweep_temps`.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".tmp-{target.name}-"))
+    tmp = temp_dir(target)
     try:
         yield tmp
-        old = target.with_name(f".old-{target.name}")
+        old = temp_path(target, "old")
         if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
@@ -76,11 +80,15 @@ def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {str(path)!r} (expected a folder holding {STATE_FILE})")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # truncated or foreign: say which file
+        raise InputError(f"{path}: unreadable training checkpoint ({type(err).__name__}: {err}); delete its folder "
+                         "to resume from the one before") from None
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """``root/step-*`` folders, oldest step first (temporary ``.tmp-*`` folders are ignored)."""
+    """``root/step-*`` folders, oldest step first (``.tmp-step-*``/``.old-step-*`` leftovers are ignored)."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -130,3 +138,39 @@ def save_model(model: nn.Module, folder: str | os.PathLike) -> Path:
         else:
             _fsync_save(model.state_dict(), tmp / "model.pt")
     return Path(folder)
+
+
+def describe_state(state: Mapping[str, torch.Tensor]) -> str:
+    """A model's size from its state dict: ``2 layers x 64 hidden (FFN 128), vocab 1000, 64 positions`` for
+    BERT, else its tensor and value counts."""
+    shapes = {key: tuple(value.shape) for key, value in state.items()}
+    words = next((s for k, s in shapes.items() if k.endswith("word_embeddings.weight")), None)
+    if words is None or len(words) != 2:
+        return f"{len(shapes)} tensors of {sum(math.prod(s) for s in shapes.values()):,} values"
+    layers = len({m.group(1) for k in shapes if (m := re.search(r"encoder\.layer\.(\d+)\.", k))})
+    ffn = next((s[0] for k, s in shapes.items() if k.endswith("intermediate.dense.weight")), "?")
+    positions = next((s[0] for k, s in shapes.items() if k.endswith("position_embeddings.weight")), "?")
+    return f"{layers} layers x {words[1]} hidden (FFN {ffn}), vocab {words[0]}, {positions} positions"
+
+
+def restore_weights(model: nn.Module, optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
+                    path: str | os.PathLike) -> None:
+    """Load a training checkpoint's model and optimizer state, or say in one line why it does not fit this
+    run (torch would list every mismatched tensor): a checkpoint of another model size, another head, or
+    other parameter groups (layer-wise LR decay, freezing) is someone else's run in this out_dir."""
+    ours, theirs = model.state_dict(), state["model"]
+    differ = [k for k in ours.keys() | theirs.keys()
+              if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape]
+    if differ:
+        first = sorted(differ)[0]
+        shape = lambda d: tuple(d[first].shape) if first in d else "absent"  # noqa: E731
+        detail = "" if describe_state(theirs) != describe_state(ours) else \
+            f" (first difference: {first!r} is {shape(theirs)} there, {shape(ours)} here)"
+        raise InputError(f"{path} was written by a model of {describe_state(theirs)}, the config builds "
+                         f"{describe_state(ours)}{detail}: use another out_dir or delete it")
+    model.load_state_dict(theirs)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as err:  # torch: "loaded state dict has a different number of parameter groups"
+        raise InputError(f"{path}: its optimizer state does not fit this run's parameter groups ({err}; were "
+                         "layerwise_lr_decay or freezing changed?): use another out_dir or delete it") from None

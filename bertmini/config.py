@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import DataFormatError, is_int, is_number, read_json
+
 __all__ = ["BertConfig", "PRESETS"]
 
 # (layers, hidden); heads = hidden / 64 and intermediate = 4 * hidden, as in the paper.
@@ -58,7 +60,10 @@ class BertConfig:
     position_embedding: str = "learned"
 
     def __post_init__(self) -> None:
-        self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        try:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+        except (AttributeError, ValueError):
+            raise ValueError(f"id2label must map integer label ids to names, got {self.id2label!r}") from None
         self.validate()
 
     @property
@@ -87,9 +92,12 @@ class BertConfig:
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {ACTIVATIONS}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+            if not is_number(getattr(self, name), 0.0) or not getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        for name, low in (("layer_norm_eps", 0.0), ("initializer_range", 0.0)):
+            if not is_number(getattr(self, name), low):
+                raise ValueError(f"{name} must be a number >= {low:g}, got {getattr(self, name)!r}")
+        if not is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
         if self.position_embedding not in ("learned", "sinusoidal"):
             raise ValueError(f"position_embedding must be 'learned' or 'sinusoidal', got {self.position_embedding!r}")
@@ -140,10 +148,9 @@ class BertConfig:
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} not found")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: invalid JSON at line {err.lineno}: {err.msg}") from None
-        return cls.from_dict(data, source=str(path))
+            return cls.from_dict(read_json(path, dict), source=str(path))
+        except (ValueError, TypeError) as err:  # a value of the wrong kind: name the file it came from
+            raise DataFormatError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError, read_text
+
+
 __all__ = ["load_config", "apply_overrides", "check_keys", "parse_yaml", "resolve_config", "shipped_configs"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (Colab has no checkout)
@@ -50,6 +53,8 @@ def resolve_config(name: str | os.PathLike) -> Path:
     shipped = CONFIG_DIR / f"{path.stem}.yaml"
     if path.suffix in ("", ".yaml", ".yml") and path.parent.name in ("", "configs") and shipped.is_file():
         return shipped
+    if path.is_dir():
+        raise IsADirectoryError(f"config {str(name)!r} is a directory; expected a YAML file")
     raise FileNotFoundError(f"config {str(name)!r}: no such file, and no shipped config of that name; "
                             f"shipped configs: {', '.join(shipped_configs())}")
 
@@ -57,13 +62,13 @@ def resolve_config(name: str | os.PathLike) -> Path:
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     path = resolve_config(path)
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(read_text(path)) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ValueError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
     return apply_overrides(data, overrides)
 
 
@@ -73,14 +78,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
         *parents, leaf = key.split(".")
         node = data
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = parse_yaml(raw)
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        try:
+            node[leaf] = parse_yaml(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML value: {getattr(err, 'problem', err)} (quote "
+                              "strings with special characters)") from None
     return data
 
 
@@ -88,4 +97,4 @@ def check_keys(section: dict[str, Any], allowed: set[str] | list[str], where: st
     """Raise naming the first unknown key, the place, and the valid keys."""
     unknown = sorted(set(section) - set(allowed))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from .utils import get_device
+from .utils import check_device, get_device
 
 __all__ = ["init_distributed", "shard_loader", "gather_from_ranks"]
 
@@ -30,7 +30,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device, bool
     if world == 1:
         return 0, 1, dev, False
     if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        dev = check_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # more processes than GPUs: say so
         torch.cuda.set_device(dev)
     created = not dist.is_initialized()
     if created:

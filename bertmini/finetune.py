@@ -10,10 +10,17 @@ and transformers load it), ``metrics.json``, a confusion-matrix or per-entity F1
 (wrong predictions, most confident first) and ``train/metrics.jsonl`` + ``train/curves.png``. With
 ``--seeds 1,2,3`` each seed runs in ``out/seed-<s>/``; ``out/metrics.json`` gives mean ± std and ``out``
 holds the best seed's model.
+
+``--out`` belongs to one run (:mod:`bertmini.runfolder`). A folder that already holds a run or a model is
+refused unless ``--overwrite`` is given, which deletes that run's files first so that nothing mixes;
+``--out`` may never be, contain or lie inside the ``--model`` folder; and a run locks ``--out``, so that a
+second run into it stops at once with an error naming the first. Training writes into a scratch folder of
+its own, renamed ``train/`` once done; a crashed run's scratch folder is deleted by the next run in ``--out``.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -22,19 +29,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import INPUT_ERRORS, report
 from .finetune_options import FinetuneOptions, build_parser, parse_options
 from .finetune_tasks import TASKS, BatchLoader, Splits, Task, build_step, class_weights, encode, evaluate, \
     load_splits, subset
-from .inference import resolve_model_path
+from .inference import check_max_length, resolve_model_path
+from .runfolder import delete, lock_folder, refuse_overlap, sweep_temps, temp_dir
 from .tasks.plots import plot_confusion_matrix, plot_f1_bars
 from .tokenizer import WordPieceTokenizer
 from .training import Trainer, TrainConfig, plot_curves
-from .utils import set_seed
+from .utils import get_device, set_seed
 
 __all__ = ["FinetuneOptions", "build_parser", "parse_options", "run", "main"]
 
 MODEL_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json")
+RUN_FILES = (*MODEL_FILES, "metrics.json", "errors.jsonl", "confusion_matrix.png", "entity_f1.png", "train")
 
 
 @dataclass
@@ -48,6 +58,8 @@ class _Data:
 
 def _prepare(task: Task, opts: FinetuneOptions, tokenizer: WordPieceTokenizer) -> _Data:
     splits = load_splits(task.name, opts.data_dir, opts.skip_bad, opts.eval_fraction, opts.eval_test)
+    for note in splits.skip_notes:  # --skip-bad: say so on the console, not only in metrics.json
+        print(note)
     splits.train = subset(splits.train, opts.max_train_examples)
     splits.eval = subset(splits.eval, opts.max_eval_examples)
     if splits.test is not None:
@@ -71,6 +83,24 @@ def _train_config(opts: FinetuneOptions, task: Task, seed: int, out: Path) -> Tr
         early_stopping_metric=task.metric, early_stopping_mode="max", keep_last=1)
 
 
+def _run_files(out: Path) -> list[str]:
+    """The names in ``out`` that a fine-tuning run writes (``seed-*/`` folders included)."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name in RUN_FILES or p.name.startswith("seed-"))
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    """FileExistsError when ``out`` holds a run or a model and ``overwrite`` is off: a new run would replace
+    some of its files and append to its training log."""
+    names = [] if overwrite else _run_files(out)
+    if names:
+        what = ("a finished fine-tuning run" if "metrics.json" in names else
+                "a model" if set(names) <= set(MODEL_FILES) else "an unfinished fine-tuning run")
+        raise FileExistsError(f"{out} already holds {what} ({', '.join(names)}): pass --overwrite to delete it "
+                              "and train again, or choose another --out")
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -90,15 +120,18 @@ def train_one(task: Task, opts: FinetuneOptions, seed: int, model_path: Path, to
     loader = BatchLoader(data.train.features, opts.batch_size, tokenizer.pad_token_id, opts.bucket, seed)
     scoring = dict(batch_size=opts.eval_batch_size, pad_token_id=tokenizer.pad_token_id, precision=opts.precision,
                    n_best=opts.n_best, max_answer_length=opts.max_answer_length)
-    trainer = Trainer(model, loader, _train_config(opts, task, seed, out / "train"), train_step=step,
+    scratch = temp_dir(out / "train")  # this run's own, whatever else writes into `out`; becomes train/
+    trainer = Trainer(model, loader, _train_config(opts, task, seed, scratch), train_step=step,
                       eval_fn=lambda m: evaluate(task, m, data.splits.eval, data.eval, names, **scoring).metrics)
+    scoring["precision"] = trainer.precision.precision  # evaluate as trained: resolved once, by the Trainer
     summary = trainer.train()
-    best = task.model_cls.from_pretrained(out / "train" / "best").to(trainer.device)
+    best = task.model_cls.from_pretrained(scratch / "best").to(trainer.device)
+    for name in ("checkpoints", "best", "final"):  # training state and duplicates of the model saved below
+        shutil.rmtree(scratch / name, ignore_errors=True)
+    os.replace(scratch, out / "train")  # fails on a non-empty train/ instead of mixing two runs' logs
     result = evaluate(task, best, data.splits.eval, data.eval, names, **scoring)
     best.save_pretrained(out)
     tokenizer.save(out)
-    for name in ("checkpoints", "best", "final"):  # training state and duplicates of the model saved above
-        shutil.rmtree(out / "train" / name, ignore_errors=True)
     plot_curves(out / "train" / "metrics.jsonl", out / "train" / "curves.png")
     if task.kind == "classification":
         plot_confusion_matrix(result.details["confusion_matrix"], names, out / "confusion_matrix.png",
@@ -114,7 +147,7 @@ def train_one(task: Task, opts: FinetuneOptions, seed: int, model_path: Path, to
         "steps": summary["step"], "best_step": trainer.best_step, "stopped_early": summary["stopped_early"],
         "train_time_s": round(summary["elapsed"], 2),
         "examples_per_s": round(loader.examples_seen / max(summary["elapsed"], 1e-9), 1),
-        "device": str(trainer.device), "options": asdict(opts),
+        "device": str(trainer.device), "precision": trainer.precision.to_dict(), "options": asdict(opts),
     }
     if data.test is not None:
         metrics["test"] = evaluate(task, best, data.splits.test, data.test, names, **scoring).metrics
@@ -123,7 +156,7 @@ def train_one(task: Task, opts: FinetuneOptions, seed: int, model_path: Path, to
 
 
 def run(opts: FinetuneOptions) -> dict[str, Any]:
-    """Prepare the data once, fine-tune once per seed, write ``metrics.json``; returns it."""
+    """Check and lock ``--out``, then :func:`train_seeds`; returns the run's ``metrics.json``."""
     start = time.perf_counter()
     task = TASKS[opts.task]
     opts.max_length = opts.max_length or (384 if task.kind == "qa" else 128)
@@ -131,8 +164,24 @@ def run(opts: FinetuneOptions) -> dict[str, Any]:
     out = Path(opts.out)
     _train_config(opts, task, opts.seed, out)  # check the training options before the slow data preparation
     model_path = resolve_model_path(opts.model)
+    check_max_length(opts.max_length, model_path)  # like the device, before the slow data preparation
+    get_device(None if opts.device == "auto" else opts.device)
+    refuse_overlap(model_path, out, "--model", "--out")  # --overwrite included: it would delete the input
+    _refuse_existing(out, opts.overwrite)  # before the lock too, so that a refused folder is left as it was
+    with lock_folder(out, "choose another --out"):
+        _refuse_existing(out, opts.overwrite)  # another run may have finished meanwhile
+        sweep_temps(out)  # what killed runs left; no live writer owns it now
+        return train_seeds(task, opts, model_path, out, start)
+
+
+def train_seeds(task: Task, opts: FinetuneOptions, model_path: Path, out: Path, start: float) -> dict[str, Any]:
+    """Prepare the data once, clear an old run (``--overwrite``), fine-tune once per seed, write
+    ``metrics.json``; returns it. The caller holds ``out``'s lock."""
     tokenizer = WordPieceTokenizer.from_file(model_path)
     data = _prepare(task, opts, tokenizer)
+    if opts.overwrite:  # only now: a failed data preparation leaves the old run whole
+        for name in _run_files(out):
+            delete(out / name)
     seeds = opts.seeds or [opts.seed]
     runs = [train_one(task, opts, seed, model_path, tokenizer, data, out if len(seeds) == 1 else out / f"seed-{seed}")
             for seed in seeds]
@@ -151,7 +200,7 @@ def run(opts: FinetuneOptions) -> dict[str, Any]:
                    **{k: runs[0][k] for k in ("n_train_examples", "n_eval_examples", "n_truncated", "n_skipped")},
                    "train_time_s": round(sum(r["train_time_s"] for r in runs), 2),
                    "examples_per_s": round(statistics.mean(r["examples_per_s"] for r in runs), 1),
-                   "options": asdict(opts)}
+                   "precision": runs[0]["precision"], "options": asdict(opts)}
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)  # data preparation included
     _write_json(out / "metrics.json", metrics)
     return metrics
@@ -171,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_options(argv)
         metrics = run(opts)
-    except (OSError, ValueError, KeyError, ArithmeticError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as err:  # bad options, data, paths: one line; a bug keeps its traceback
+        return report(err)
     print(_summary(metrics, opts.out))
     return 0

@@ -11,9 +11,20 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .configfile import apply_overrides, check_keys, load_config
+from .errors import integer, number
 from .finetune_tasks import TASKS
 
 __all__ = ["FinetuneOptions", "build_parser", "parse_options"]
+
+# The numeric options' valid values (the training ones, lr, epochs, warmup..., TrainConfig checks).
+_BOUNDS = {
+    **{name: integer(1) for name in ("batch_size", "eval_batch_size", "doc_stride", "max_answer_length", "n_best")},
+    **{name: integer(1, optional=True) for name in ("max_length", "max_train_examples", "max_eval_examples")},
+    "n_errors": integer(0), "eval_fraction": number(0, 1, low_open=True, high_open=True),
+    "label_smoothing": number(0, 1, high_open=True), "focal_gamma": number(0, optional=True),
+    "rdrop_alpha": number(0, optional=True), "fgm_epsilon": number(0, low_open=True, optional=True),
+}
+
 
 def _opt(default: Any, kind: str, help_: str) -> Any:
     return field(default=default, metadata={"kind": kind, "help": help_})
@@ -25,7 +36,9 @@ class FinetuneOptions:
     task: str | None = _opt(None, "str", f"one of {', '.join(TASKS)}")
     model: str | None = _opt(None, "str", "HF-format folder (ours or transformers'), or a hub name (fetched "
                                           "only when no such path exists)")
-    out: str | None = _opt(None, "str", "output folder (default runs/finetune-<task>)")
+    out: str | None = _opt(None, "str", "output folder (default runs/finetune-<task>); a folder holding a run "
+                                        "or a model is refused unless --overwrite")
+    overwrite: bool = _opt(False, "bool", "replace the run already in --out: its files are deleted first")
     data_dir: str | None = _opt(None, "str", "offline data sets (default $BERTMINI_DATA_DIR)")
     seed: int = _opt(0, "int", "seed of the new head, dropout and batch order")
     seeds: list[int] | None = _opt(None, "ints", "comma-separated seeds: one run each, reported as mean ± std")
@@ -52,7 +65,8 @@ class FinetuneOptions:
     weight_decay: float = _opt(0.01, "float", "AdamW weight decay (not on biases and LayerNorm)")
     grad_clip: float = _opt(1.0, "float", "max gradient norm (0 disables)")
     grad_accum: int = _opt(1, "int", "micro-batches per optimizer step")
-    precision: str = _opt("fp32", "str", "fp32 | bf16 (autocast) | fp16 (CUDA)")
+    precision: str = _opt("auto", "str", "auto (bf16 where the hardware has it, fp16 on older GPUs, else fp32) | "
+                                        "fp32 | bf16 | fp16 (CUDA)")
     compile: bool = _opt(False, "bool", "torch.compile the model")
     device: str = _opt("auto", "str", "auto (cuda > mps > cpu) or a torch device")
     eval_every: int = _opt(0, "int", "steps between dev evaluations (0: only at the end)")
@@ -89,10 +103,8 @@ class FinetuneOptions:
             raise ValueError("fgm_epsilon perturbs along the embedding gradient: it needs freeze_embeddings=false")
         if self.seeds is not None and not self.seeds:
             raise ValueError("seeds: expected at least one seed, e.g. 1,2,3")
-        for name in ("batch_size", "eval_batch_size", "doc_stride", "max_answer_length", "n_best", "max_length",
-                     "max_train_examples", "max_eval_examples", "n_errors"):
-            if getattr(self, name) is not None and getattr(self, name) < (0 if name == "n_errors" else 1):
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        for name, bounds in _BOUNDS.items():
+            bounds.check(getattr(self, name), f"option {name}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> FinetuneOptions:
@@ -157,5 +169,6 @@ def parse_options(argv: list[str]) -> FinetuneOptions:
     data = load_config(config, overrides) if config else apply_overrides({}, overrides)
     source = config or "key=value arguments"
     check_keys(data, {f.name for f in fields(FinetuneOptions)}, source)
-    data.update(args)
+    kinds = {f.name: f.metadata["kind"] for f in fields(FinetuneOptions)}
+    data.update({k: _convert(k, v, kinds[k], "command line") for k, v in args.items()})  # errors name the flags
     return FinetuneOptions.from_dict(data, source)

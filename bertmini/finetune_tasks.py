@@ -21,10 +21,12 @@ from torch import nn
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
 from .inference import forward_features
 from .losses import FGM, LogitsLoss, RDrop, StepFn, cross_entropy, focal_loss, model_loss
+from .errors import InputError, InputKeyError
 from .metrics import classification_report, entity_scores, get_entities, squad_f1, squad_scores
 from .tasks import (
-    bucket_batches, decode_ner, encode_classification, encode_ner, load_sms_spam, load_squad, load_sst2, load_trec,
-    load_wnut17, pad_collate, postprocess_qa, prepare_qa_features, split_squad_by_article, stratified_split,
+    TaskData, bucket_batches, decode_ner, encode_classification, encode_ner, load_sms_spam, load_squad, load_sst2,
+    load_trec, load_wnut17, pad_collate, postprocess_qa, prepare_qa_features, split_squad_by_article,
+    stratified_split,
 )
 
 __all__ = ["Task", "TASKS", "Splits", "load_splits", "subset", "encode", "class_weights", "build_step",
@@ -58,6 +60,19 @@ class Splits:
     label_names: list[str]
     skipped: dict[str, int]
     notes: dict[str, str] = field(default_factory=dict)
+    skip_notes: list[str] = field(default_factory=list)  # "skipped 3 malformed rows in train.tsv (first: ...)"
+
+
+def _check_split(full: TaskData, train: list, dev: list) -> tuple[list, list]:
+    """A split carved from one file must leave examples on both sides."""
+    if not train or not dev:
+        raise InputError(f"{full.source}: {len(full)} examples are too few to carve a dev set from: the split gives "
+                         f"{len(train)} for training and {len(dev)} for evaluation (change eval_fraction, or add data)")
+    return train, dev
+
+
+def _skip_notes(*loaded: TaskData | None) -> list[str]:
+    return [note for data in loaded if data is not None and (note := data.skip_summary())]
 
 
 def load_splits(task: str, data_dir: str | None, skip_bad: bool, eval_fraction: float, test: bool) -> Splits:
@@ -68,21 +83,26 @@ def load_splits(task: str, data_dir: str | None, skip_bad: bool, eval_fraction: 
         train, dev = load("train", **kw), load("validation", **kw)
         tests = load("test", **kw) if test else None
         return Splits(train.examples, dev.examples, tests.examples if test else None, train.label_names,
-                      {"train": train.skipped, "eval": dev.skipped})
+                      {"train": train.skipped, "eval": dev.skipped}, skip_notes=_skip_notes(train, dev, tests))
     if task in ("trec", "sms_spam"):  # no dev set: a stratified slice of train
         full = (load_trec if task == "trec" else load_sms_spam)("train", **kw)
-        train, dev = stratified_split(full.examples, eval_fraction, SPLIT_SEED)
+        train, dev = _check_split(full, *stratified_split(full.examples, eval_fraction, SPLIT_SEED))
         tests = load_trec("test", **kw).examples if test and task == "trec" else None
         note = f"stratified {eval_fraction:.0%} of {Path(full.source).name} (seed {SPLIT_SEED})"
-        return Splits(train, dev, tests, full.label_names, {"train": full.skipped, "eval": 0}, {"eval_split": note})
+        return Splits(train, dev, tests, full.label_names, {"train": full.skipped, "eval": 0}, {"eval_split": note},
+                      _skip_notes(full))
     if task == "squad":  # only the dev set is offline: split it by article so no passage is in both
         full = load_squad("validation", **kw)
-        train, dev = split_squad_by_article(full.examples, eval_fraction, SPLIT_SEED)
+        if len({e.title for e in full}) < 2:
+            raise InputError(f"{full.source}: the dev set is split by article into training and evaluation "
+                             f"questions: expected at least 2 articles, got 1")
+        train, dev = _check_split(full, *split_squad_by_article(full.examples, eval_fraction, SPLIT_SEED))
         note = (f"dev articles split by title (seed {SPLIT_SEED}): {len({e.title for e in train})} articles / "
                 f"{len(train)} questions for training, {len({e.title for e in dev})} / {len(dev)} for evaluation; "
                 "SQuAD v1.1 train is not available offline, so both come from dev-v1.1.json")
-        return Splits(train, dev, None, [], {"train": full.skipped, "eval": 0}, {"squad_split": note})
-    raise KeyError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+        return Splits(train, dev, None, [], {"train": full.skipped, "eval": 0}, {"squad_split": note},
+                      _skip_notes(full))
+    raise InputKeyError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
 
 
 def subset(examples: list, limit: int | None, seed: int = SPLIT_SEED) -> list:
@@ -185,7 +205,7 @@ def _names(entities: list[tuple[str, int, int]], words: Sequence[str]) -> list[s
 
 
 def evaluate(task: Task, model: nn.Module, examples: list, encoded: Any, label_names: Sequence[str],
-             batch_size: int = 64, pad_token_id: int = 0, precision: str = "fp32", n_best: int = 20,
+             batch_size: int = 64, pad_token_id: int = 0, precision: str = "auto", n_best: int = 20,
              max_answer_length: int = 30) -> Evaluation:
     """Dev scores: accuracy/macro-F1 (classification), entity P/R/F1 on words (NER), EM/F1 (SQuAD)."""
     outputs = forward_features(model, encoded.features, batch_size, pad_token_id, precision)

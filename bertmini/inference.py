@@ -6,19 +6,20 @@ BERT paper §4), and hands the outputs back in input order.
 """
 from __future__ import annotations
 
-import json
 import re
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ContextManager, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from .config import BertConfig
+from .errors import integer, read_json, require
 from .heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from .precision import autocast, resolve_precision
 from .tasks.classification import bucket_batches, pad_collate
 
-__all__ = ["ARCHITECTURES", "resolve_model_path", "model_kind", "autocast", "forward_features"]
+__all__ = ["ARCHITECTURES", "resolve_model_path", "model_kind", "check_max_length", "autocast", "forward_features"]
 
 # config.json "architectures" entry -> (kind of task, class)
 ARCHITECTURES: dict[str, tuple[str, type[nn.Module]]] = {
@@ -35,6 +36,9 @@ def resolve_model_path(name_or_path: str) -> Path:
     (``org/name``) is fetched with ``huggingface_hub.snapshot_download`` (weights, config, vocab)."""
     path = Path(name_or_path).expanduser()
     if path.exists():
+        if not path.is_dir():
+            raise NotADirectoryError(f"model {str(path)!r} is a file; expected a Hugging Face format folder "
+                                     "(config.json, model.safetensors, vocab.txt)")
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model folder {str(path)!r} has no config.json (expected a Hugging Face "
                                     "format folder: config.json, model.safetensors, vocab.txt)")
@@ -57,7 +61,7 @@ def resolve_model_path(name_or_path: str) -> Path:
 def model_kind(folder: Path) -> tuple[str, type[nn.Module]]:
     """``("classification" | "ner" | "qa", class)`` from config.json's ``architectures``."""
     config_path = folder / "config.json"
-    architectures = json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []
+    architectures = read_json(config_path, dict).get("architectures") or []
     for name in architectures:
         if name in ARCHITECTURES:
             return ARCHITECTURES[name]
@@ -65,20 +69,23 @@ def model_kind(folder: Path) -> tuple[str, type[nn.Module]]:
                      f"{list(ARCHITECTURES)} (fine-tune it first: python -m bertmini finetune ...)")
 
 
-def autocast(device: torch.device, precision: str) -> ContextManager:
-    """bf16/fp16 autocast on ``device`` (matmuls in low precision, reductions in fp32), or nothing for fp32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+def check_max_length(max_length: int, folder: Path, option: str = "--max-length") -> None:
+    """``max_length`` must fit the model's position embeddings: a longer input would fail inside the model."""
+    positions = BertConfig.from_json_file(folder / "config.json").max_position_embeddings
+    valid = integer(1, positions)
+    require(valid.ok(max_length), option, f"{valid} (the model's max_position_embeddings)", max_length)
 
 
 @torch.no_grad()
 def forward_features(model: nn.Module, features: Sequence[Mapping[str, Any]], batch_size: int = 64,
-                     pad_token_id: int = 0, precision: str = "fp32") -> list[torch.Tensor]:
+                     pad_token_id: int = 0, precision: str = "auto") -> list[torch.Tensor]:
     """Per feature, in input order, the float32 CPU output cut to the feature's length:
     logits ``(C,)`` (sequence classification), ``(T, C)`` (token classification) or
     ``(T, 2)`` start/end logits (question answering). Only ``input_ids``/``token_type_ids``/
-    ``attention_mask`` are fed; labels in the features are ignored."""
+    ``attention_mask`` are fed; labels in the features are ignored. ``precision``: auto | fp32 | bf16 | fp16
+    (:mod:`bertmini.precision`), resolved once for the model's device."""
     device = next(model.parameters()).device
+    choice = resolve_precision(precision, device)
     lengths = [len(f["input_ids"]) for f in features]
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(features)
     was_training = model.training
@@ -87,7 +94,7 @@ def forward_features(model: nn.Module, features: Sequence[Mapping[str, Any]], ba
         for batch in bucket_batches(lengths, batch_size, shuffle=False):  # similar lengths: little padding
             inputs = pad_collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in batch],
                                  pad_token_id)
-            with autocast(device, precision):
+            with autocast(device, choice):
                 out = model(**{k: v.to(device) for k, v in inputs.items()})
             if getattr(out, "start_logits", None) is not None:
                 values = torch.stack([out.start_logits, out.end_logits], dim=-1)  # (B, T, 2)

@@ -31,6 +31,12 @@ class BertModelOutput:
 def check_inputs(config: BertConfig, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
                  attention_mask: torch.Tensor | None) -> None:
     """Turn the errors torch would raise deep inside an embedding lookup into messages naming the input."""
+    for name, ids in (("input_ids", input_ids), ("token_type_ids", token_type_ids)):
+        if ids is not None and not isinstance(ids, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+        if ids is not None and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
+            raise ValueError(f"{name} must be an integer tensor (torch.long, or int32), got dtype {ids.dtype}: "
+                             "pass token ids, e.g. from the tokenizer")
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
     batch, seq_len = input_ids.shape

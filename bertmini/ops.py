@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import autocast_dtype
+
 __all__ = ["dropout", "Dropout", "linear_cross_entropy"]
 _INT15 = 2**15
 
@@ -98,7 +100,7 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch
     the projections run in that dtype and the softmax in fp32, as `F.cross_entropy` would.
     """
     device = hidden.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+    dtype = autocast_dtype(device) or hidden.dtype
     # 16-bit: chunks whose fp32 softmax stays in cache; fp32: one large GEMM is faster than many small.
     chunk_rows = max(1, chunk_bytes // (4 * weight.size(0))) if dtype != torch.float32 else hidden.size(0)
     with torch.autocast(device, enabled=False):

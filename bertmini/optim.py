@@ -86,8 +86,9 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tup
     """AdamW over :func:`param_groups`, with the fused kernel on CUDA and CPU."""
     groups = param_groups(model, lr, weight_decay, layerwise_lr_decay)
     # The fused kernel (CUDA and CPU) updates all tensors in one pass; per-tensor Adam costs more
-    # than the forward pass of a small BERT on a CPU.
-    fused = all(p.device.type in ("cuda", "cpu") for g in groups for p in g["params"])
+    # than the forward pass of a small BERT on a CPU. torch < 2.4 has no fused AdamW on CPU.
+    devices = ("cuda", "cpu") if torch.__version__ >= (2, 4) else ("cuda",)
+    fused = all(p.device.type in devices for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 

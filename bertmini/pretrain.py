@@ -14,7 +14,9 @@ Pre-trains ``BertForPreTraining`` on masked LM (+ next sentence prediction) as i
 
 Any key can be overridden on the command line: ``train.max_steps=100 model.preset=small``, or a whole
 value with YAML: ``'data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}'``.
-A rerun of the same command resumes from the newest checkpoint (``train.resume`` defaults to true).
+A rerun of the same command resumes from the newest checkpoint (``train.resume`` defaults to true). A run
+locks ``out_dir`` first (:mod:`bertmini.runfolder`): a second run into it stops with an error naming the
+first; then it deletes the temporary folders that killed saves left there.
 Outputs: ``final/`` (weights + tokenizer files, loadable by transformers), ``curves.png``, ``summary.json``.
 """
 from __future__ import annotations
@@ -23,10 +25,10 @@ import argparse
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
@@ -34,16 +36,15 @@ from . import checkpointing as ckpt
 from .config import BertConfig
 from .data.masking import MLMCollator
 from .distributed import init_distributed
+from .errors import INPUT_ERRORS, report
 from .evaluation import evaluate_pretraining, fixed_masked_batches
 from .heads import BertForPreTraining
 from .pretrain_setup import ConfigError, PretrainSettings, build_dataset, load_settings, setup_tokenizer
+from .runfolder import lock_folder, sweep_temps
 from .training import Trainer, plot_curves
-from .utils import data_dir, set_seed
+from .utils import local_data_dir, set_seed
 
 __all__ = ["main", "run"]
-
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def _rank0_first(fn, rank: int, world: int):
     """Rank 0 runs ``fn`` (training a vocabulary, building caches) before the others, which then reuse it."""
@@ -53,6 +54,24 @@ def _rank0_first(fn, rank: int, world: int):
     if world > 1 and rank == 0:
         dist.barrier()
     return result
+
+
+def _claim_out_dir(held: ExitStack, out: Path, rank: int, world: int) -> None:
+    """Rank 0 locks ``out_dir`` into ``held`` and deletes what killed saves left there; every rank learns
+    whether that failed (the others would wait forever at a barrier for a rank 0 that quit)."""
+    error: OSError | None = None
+    if rank == 0:
+        try:
+            held.enter_context(lock_folder(out, "choose another out_dir"))
+            sweep_temps(out)  # no live writer owns a temporary folder now
+        except OSError as err:  # FolderInUse, or a folder we may not write
+            error = err
+    if world > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise error
 
 
 def _build_model(settings: PretrainSettings, vocab_size: int, max_seq_length: int) -> BertForPreTraining:
@@ -71,13 +90,15 @@ def _build_model(settings: PretrainSettings, vocab_size: int, max_seq_length: in
     return model
 
 
-def run(settings: PretrainSettings, data_root: Path) -> dict[str, Any]:
+def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
     """Tokenizer → datasets → model → Trainer → ``final/`` + ``curves.png`` + ``summary.json``."""
     start = time.perf_counter()
     cfg, data, out = settings.train, settings.data, settings.out_dir
     rank, world, device, created = init_distributed(cfg.device)
     say = print if rank == 0 else (lambda *a, **k: None)
+    held = ExitStack()  # out_dir's lock, released in `finally`
     try:
+        _claim_out_dir(held, out, rank, world)  # before anything is written
         tok, reused = _rank0_first(lambda: setup_tokenizer(settings, data_root), rank, world)
         say(f"tokenizer: {'reused' if reused else 'trained'} {tok!r}")
         train_ds = _rank0_first(lambda: build_dataset(settings, data["train"], tok, data_root, say), rank, world)
@@ -98,7 +119,8 @@ def run(settings: PretrainSettings, data_root: Path) -> dict[str, Any]:
         if eval_ds is not None:
             batches = fixed_masked_batches(eval_ds, MLMCollator(tok, seed=data["seed"], **masking),
                                            settings.batch_size, settings.eval_batches)
-            eval_fn = lambda m: evaluate_pretraining(m, batches, _AUTOCAST.get(cfg.precision))  # noqa: E731
+            # in the precision the Trainer resolved for its device (`trainer` exists by the first call)
+            eval_fn = lambda m: evaluate_pretraining(m, batches, trainer.precision.dtype)  # noqa: E731
         say(f"model: {model.config.num_hidden_layers} layers x {model.config.hidden_size}, "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; train {len(train_ds):,} "
             f"{data['mode']} examples of {data['max_seq_length']} tokens; eval {len(eval_ds or ()):,}; "
@@ -120,12 +142,15 @@ def run(settings: PretrainSettings, data_root: Path) -> dict[str, Any]:
             "tokens_per_s": round(trainer.tokens / max(trainer.elapsed, 1e-9), 1),
             "train_examples": len(train_ds), "eval_examples": len(eval_ds or ()), "world_size": world,
             "num_parameters": sum(p.numel() for p in model.parameters()), "eval": metrics,
+            "precision": trainer.precision.to_dict(), "time_budget_min": cfg.time_budget_min,
+            "step_time_s": trainer.step_time and round(trainer.step_time, 4),  # time-budget calibration, or None
             "config": {**settings.raw, "vocab_size": tok.vocab_size},
         }
         if rank == 0:
             _finish(out, tok, summary)
         return summary
     finally:
+        held.close()
         if created:
             dist.destroy_process_group()
 
@@ -154,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = load_settings(args.config, args.overrides)
-        run(settings, data_dir(args.data_dir))
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        run(settings, local_data_dir(args.data_dir))
+    except INPUT_ERRORS as err:  # bad config, data, paths: one line; a bug keeps its traceback
+        return report(err)
     return 0

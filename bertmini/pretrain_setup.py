@@ -21,9 +21,13 @@ import torch
 
 from .config import BertConfig
 from .configfile import check_keys, load_config
+from .errors import ConfigError, DataFormatError, is_int, read_json, require
+from .errors import is_number as _is_number
 from .data.corpus import READERS, Document, load_hf_corpus
-from .data.pretraining import (MODES, PretrainingDataset, build_or_load, build_pretraining_dataset,
+from .data.pretraining import (MODES, PretrainingDataset, build_or_load, build_pretraining_dataset, source_label,
                                tokenizer_fingerprint)
+from .data.sources import resolve_source
+from .runfolder import refuse_overlap
 from .tokenizer import WordPieceTokenizer
 from .train_config import TrainConfig
 
@@ -47,9 +51,6 @@ DATA_DEFAULTS = {"train": None, "eval": None, "mode": "nsp", "max_seq_length": 1
 TRAIN_EXTRAS = {"batch_size": 32, "eval_batches": 20}
 TOKENIZER_SETTINGS = "bertmini_tokenizer_settings.json"  # what out_dir/tokenizer was trained from
 
-
-class ConfigError(ValueError):
-    """An invalid config file or override; the message names the file and the key."""
 
 
 @dataclasses.dataclass
@@ -80,16 +81,11 @@ def _section(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
 
 
 def _require(ok: bool, where: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+    require(ok, where, expected, value, ConfigError)
 
 
 def _is_int(value: Any, low: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    return is_int(value, low)
 
 
 def _check_source(src: Any, where: str) -> dict[str, Any]:
@@ -125,7 +121,7 @@ def _check_data(data: dict[str, Any], where: str) -> dict[str, Any]:
     return data
 
 
-def _check_model(model: dict[str, Any], where: str) -> dict[str, Any]:
+def _check_model(model: dict[str, Any], where: str, out_dir: Path) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(BertConfig)} - {"vocab_size"}
     if "vocab_size" in model:
         raise ConfigError(f"{where}.vocab_size: set by the tokenizer (tokenizer.vocab_size, or the vocabulary "
@@ -135,6 +131,10 @@ def _check_model(model: dict[str, Any], where: str) -> dict[str, Any]:
         extra = sorted(set(model) - {"init_from"})
         if extra:
             raise ConfigError(f"{where}: init_from takes the architecture from its config.json; remove {extra}")
+        try:  # training into the folder it starts from would overwrite (final/) or delete its input
+            refuse_overlap(model["init_from"], out_dir, "model.init_from", "out_dir")
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
         return model
     model.setdefault("preset", "mini")
     try:  # the final vocab_size is only known once the tokenizer exists
@@ -176,27 +176,23 @@ def load_settings(path: str | os.PathLike, overrides: list[str] | tuple[str, ...
         train_cfg = TrainConfig.from_dict({**train, "out_dir": str(out_dir)}, source=f"{src}: train")
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err) if str(err).startswith(src) else f"{src}: train: {err}") from None
-    model = _check_model(_section(raw, "model", src), f"{src}: model")
+    model = _check_model(_section(raw, "model", src), f"{src}: model", out_dir)
     data = _check_data(_section(raw, "data", src), f"{src}: data")
     return PretrainSettings(src, raw, model, tokenizer, data, train_cfg, extras["batch_size"],
                             extras["eval_batches"], out_dir)
 
 
 # ---- corpora ------------------------------------------------------------------------------------
-def _under(root: Path, value: Any) -> Any:
+def _under(root: Path | None, value: Any) -> Any:
     """Resolve ``data_files`` (str, list or dict values) found under the data dir; URLs and globs stay."""
     if isinstance(value, (list, tuple)):
         return [_under(root, v) for v in value]
     if isinstance(value, dict):
         return {k: _under(root, v) for k, v in value.items()}
-    return str(root / value) if (root / str(value)).exists() else value
+    return str(root / value) if root is not None and (root / str(value)).exists() else value
 
 
-def _data_paths(root: Path, path: str | list[str]) -> list[Path]:
-    return [root / p for p in ([path] if isinstance(path, str) else path)]
-
-
-def _hf_args(src: dict[str, Any], root: Path) -> dict[str, Any]:
+def _hf_args(src: dict[str, Any], root: Path | None) -> dict[str, Any]:
     keys = ("name", "config", "split", "text_column", "streaming", "data_files", "layout", "cache_dir")
     args = {k: src[k] for k in keys if src.get(k) is not None}
     if "data_files" in args:
@@ -216,19 +212,32 @@ def _cap(first: int | None, src: dict[str, Any], data: dict[str, Any]) -> int | 
     return min(caps) if caps else None
 
 
-def iter_documents(src: dict[str, Any], root: Path, max_documents: int | None) -> Iterator[Document]:
-    """The documents of one source (at most ``max_documents``)."""
+def _reader_kwargs(src: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in src.items() if k not in ("reader", "path", "max_documents")}
+
+
+def iter_documents(src: dict[str, Any], root: Path | None, max_documents: int | None) -> Iterator[Document]:
+    """The documents of one source (at most ``max_documents``); with no local data dir (``root`` None),
+    from the source's hub mirror (:mod:`bertmini.data.sources`)."""
+    src, paths = resolve_source(src, root)
     if src["reader"] == "hf":
         docs = load_hf_corpus(**_hf_args(src, root))
         if src.get("join_documents"):
             docs = _joined(docs, src["join_documents"])
     else:
-        kwargs = {k: v for k, v in src.items() if k not in ("reader", "path", "max_documents")}
-        docs = READERS[src["reader"]](_data_paths(root, src["path"]), **kwargs)
+        docs = READERS[src["reader"]](paths, **_reader_kwargs(src))
     return itertools.islice(docs, max_documents)
 
 
-def setup_tokenizer(settings: PretrainSettings, root: Path) -> tuple[WordPieceTokenizer, bool]:
+def _label(src: dict[str, Any], root: Path | None) -> str:
+    """How errors name a source: ``reader 'text' on /data/a.txt`` (paths under the data dir, as read)."""
+    if src["reader"] == "hf":
+        return source_label("hf", src["name"])
+    paths = src["path"] if isinstance(src["path"], list) else [src["path"]]
+    return source_label(src["reader"], [root / p if root is not None else p for p in paths])
+
+
+def setup_tokenizer(settings: PretrainSettings, root: Path | None) -> tuple[WordPieceTokenizer, bool]:
     """``(tokenizer, reused)``: ``tokenizer.path``, else ``out_dir/tokenizer`` if trained before, else train one.
 
     A saved vocabulary is only reused for the settings it was trained with: reusing one trained on
@@ -242,13 +251,17 @@ def setup_tokenizer(settings: PretrainSettings, root: Path) -> tuple[WordPieceTo
     wanted.update(sources=settings.data["train"], data_max_documents=settings.data["max_documents"])
     if (folder / "tokenizer.json").is_file():
         saved_path = folder / TOKENIZER_SETTINGS
-        saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+        saved = read_json(saved_path) if saved_path.is_file() else None
         if saved != wanted:
             raise ConfigError(f"{settings.source}: {folder} was trained with {saved}, the config asks for {wanted}: "
                               "delete that folder (and the run's checkpoints) or use another out_dir")
         return WordPieceTokenizer.from_file(folder), True
-    sentences = (s for src in settings.data["train"]
-                 for doc in iter_documents(src, root, _cap(spec["max_documents"], src, settings.data)) for s in doc)
+    sentences = [s for src in settings.data["train"]  # a list: the trainer makes one anyway
+                 for doc in iter_documents(src, root, _cap(spec["max_documents"], src, settings.data)) for s in doc]
+    if not any(s.strip() for s in sentences):
+        corpora = "; ".join(_label(src, root) for src in settings.data["train"])
+        raise DataFormatError(f"{settings.source}: data.train: no text to train the tokenizer on: no sentence in "
+                              f"{corpora}")
     tok = WordPieceTokenizer.train(texts=sentences, vocab_size=spec["vocab_size"], lowercase=spec["lowercase"],
                                    min_frequency=spec["min_frequency"])
     tok.save(folder)
@@ -256,7 +269,7 @@ def setup_tokenizer(settings: PretrainSettings, root: Path) -> tuple[WordPieceTo
     return tok, False
 
 
-def _build_hf(src: dict[str, Any], root: Path, tok: Any, params: dict[str, Any], max_documents: int | None,
+def _build_hf(src: dict[str, Any], root: Path | None, tok: Any, params: dict[str, Any], max_documents: int | None,
               cache_dir: Path) -> PretrainingDataset:
     """``build_or_load`` for hub datasets: the cache key is the dataset's name/config/split, not file stats."""
     key_fields = {"hf": _hf_args(src, root), "join": src.get("join_documents"), "max_documents": max_documents,
@@ -269,12 +282,13 @@ def _build_hf(src: dict[str, Any], root: Path, tok: Any, params: dict[str, Any],
         dataset = PretrainingDataset.load(path)
         dataset.from_cache = True
     else:
-        dataset = build_pretraining_dataset(iter_documents(src, root, max_documents), tok, **params)
+        dataset = build_pretraining_dataset(iter_documents(src, root, max_documents), tok, **params,
+                                            source=_label(src, root))
         dataset.save(path)
     return dataset
 
 
-def build_dataset(settings: PretrainSettings, sources: list[dict[str, Any]], tok: Any, root: Path,
+def build_dataset(settings: PretrainSettings, sources: list[dict[str, Any]], tok: Any, root: Path | None,
                   say: Callable[[str], None] = print, dupe_factor: int | None = None) -> PretrainingDataset:
     """One cached dataset per source (NotNext partners come from the same source), concatenated."""
     data = settings.data
@@ -282,13 +296,13 @@ def build_dataset(settings: PretrainSettings, sources: list[dict[str, Any]], tok
               "short_seq_prob": data["short_seq_prob"], "dupe_factor": dupe_factor or data["dupe_factor"]}
     cache_dir = Path(data["cache_dir"])
     parts = []
-    for src in sources:
-        cap = _cap(None, src, data)
+    for given in sources:
+        cap = _cap(None, given, data)
+        src, paths = resolve_source(given, root)
         if src["reader"] == "hf":
             part = _build_hf(src, root, tok, params, cap, cache_dir)
         else:
-            kwargs = {k: v for k, v in src.items() if k not in ("reader", "path", "max_documents")}
-            part = build_or_load(_data_paths(root, src["path"]), tok, reader=src["reader"], reader_kwargs=kwargs,
+            part = build_or_load(paths, tok, reader=src["reader"], reader_kwargs=_reader_kwargs(src),
                                  max_documents=cap, cache_dir=cache_dir, **params)
         label = src.get("name") or src.get("path")
         say(f"data: {src['reader']} {label}: {len(part):,} examples{' (cached)' if part.from_cache else ''}")

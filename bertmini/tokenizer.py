@@ -17,6 +17,7 @@ import torch
 from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
+from .errors import DataFormatError, read_json, read_lines, read_text
 from .tokenizer_features import TRUNCATION, BatchEncoding, as_inputs, build_batch
 
 __all__ = ["WordPieceTokenizer", "greedy_wordpiece", "SPECIAL_TOKENS"]
@@ -95,14 +96,11 @@ def _check_specials(vocab: Mapping[str, int], where: str) -> None:
 def _read_vocab_txt(path: Path) -> dict[str, int]:
     """One token per line, id = line number (BERT's vocab.txt format)."""
     vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            token = line.rstrip("\n")
-            if token in vocab:
-                raise ValueError(
-                    f"{path.name} line {i + 1}: duplicate token {token!r} (first on line {vocab[token] + 1})"
-                )
-            vocab[token] = i
+    for number, token in read_lines(path):
+        if token in vocab:
+            raise DataFormatError(f"{path}: line {number}: duplicate token {token!r} (first on line "
+                                  f"{vocab[token] + 1})")
+        vocab[token] = number - 1
     _check_specials(vocab, path.name)
     return vocab
 
@@ -144,7 +142,7 @@ class WordPieceTokenizer:
             for p in paths:
                 if not p.is_file():
                     raise FileNotFoundError(f"training file not found: {p}")
-            texts = [line for p in paths for line in p.read_text(encoding="utf-8").splitlines()]
+            texts = [line for p in paths for line in read_text(p).splitlines()]
         texts = list(texts)
         backend = _new_backend(lowercase)
         # The trainer numbers "##c" pieces in hash-map order and breaks ties between equally frequent
@@ -174,7 +172,7 @@ class WordPieceTokenizer:
         config: dict = {}
         if path.is_dir():
             if (path / "tokenizer_config.json").is_file():
-                config = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+                config = read_json(path / "tokenizer_config.json", dict)
             found = [path / n for n in ("tokenizer.json", "vocab.txt") if (path / n).is_file()]
             if not found:
                 raise FileNotFoundError(f"folder {path} holds neither tokenizer.json nor vocab.txt")
@@ -182,11 +180,12 @@ class WordPieceTokenizer:
         if lowercase is None:
             lowercase = config.get("do_lower_case")
         if path.suffix == ".json":  # only the vocabulary and lowercasing are read; the pipeline is BERT's
-            spec = json.loads(path.read_text(encoding="utf-8"))
-            kind = (spec.get("model") or {}).get("type")
-            if kind != "WordPiece":
-                raise ValueError(f"{path.name}: model type is {kind!r}, expected 'WordPiece'")
-            vocab = spec["model"]["vocab"]
+            spec = read_json(path, dict)
+            model = spec.get("model") if isinstance(spec.get("model"), dict) else {}
+            if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+                raise DataFormatError(f"{path}: expected a WordPiece model with a vocab, got model type "
+                                      f"{model.get('type')!r}")
+            vocab = model["vocab"]
             _check_specials(vocab, path.name)
             if lowercase is None:
                 lowercase = (spec.get("normalizer") or {}).get("lowercase")

@@ -7,13 +7,29 @@ L2 weight decay 0.01, linear warmup then linear decay, gradient clipping at norm
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from .errors import integer, number, require
+from .precision import check_precision
+
 __all__ = ["TrainConfig"]
 
-_CHOICES = {"schedule": ("linear", "onecycle", "constant"), "precision": ("fp32", "bf16", "fp16"),
-            "early_stopping_mode": ("min", "max")}
+_CHOICES = {"schedule": ("linear", "onecycle", "constant"), "early_stopping_mode": ("min", "max")}
+# The numeric fields' valid values; the messages quote them ("expected a number > 0").
+_BOUNDS = {
+    "lr": number(0, low_open=True), "weight_decay": number(0), "eps": number(0, low_open=True),
+    "max_steps": integer(1, optional=True), "epochs": number(0, low_open=True, optional=True),
+    "warmup_steps": integer(0),
+    "warmup_ratio": number(0, 1, high_open=True), "grad_clip": number(0, optional=True), "grad_accum": integer(1),
+    "layerwise_lr_decay": number(0, 1, low_open=True, optional=True), "freeze_layers": integer(0),
+    "seed": integer(), "log_every": integer(1), "eval_every": integer(0), "save_every": integer(0),
+    "keep_last": integer(1, optional=True), "early_stopping_patience": integer(1, optional=True),
+}
+_BETA = number(0, 1, high_open=True)
+_FLAGS = ("freeze_embeddings", "compile", "progress")
+_TEXTS = ("device", "early_stopping_metric")  # schedule, precision...: checked against their choices
 
 
 @dataclass
@@ -24,6 +40,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-6
     max_steps: int | None = None  # optimizer steps; give this or `epochs`
+    time_budget_min: float | None = None  # minutes of training: calibrates max_steps (then only a cap), see budget.py
     epochs: float | None = None  # -> max_steps = ceil(epochs * len(loader) / grad_accum)
     warmup_steps: int = 0  # or warmup_ratio (a fraction of max_steps), not both
     warmup_ratio: float = 0.0
@@ -34,7 +51,7 @@ class TrainConfig:
     freeze_embeddings: bool = False
     freeze_layers: int = 0  # freeze encoder layers 0 .. k-1
     # hardware
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast + GradScaler, CUDA only)
+    precision: str = "auto"  # auto (bf16 where native, fp16 on older GPUs, else fp32) | fp32 | bf16 | fp16 (CUDA)
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # auto (cuda > mps > cpu) or a torch device string
     seed: int = 0
@@ -51,31 +68,38 @@ class TrainConfig:
     early_stopping_mode: str = "min"  # min | max
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)  # JSON/YAML give lists
+        if isinstance(self.betas, list):
+            self.betas = tuple(self.betas)  # JSON/YAML give lists
+        self._check_types()
         for key, choices in _CHOICES.items():
             if getattr(self, key) not in choices:
                 raise ValueError(f"TrainConfig.{key}: expected one of {choices}, got {getattr(self, key)!r}")
+        check_precision(self.precision, "TrainConfig.precision")
         if (self.max_steps is None) == (self.epochs is None):
             raise ValueError(f"TrainConfig: give exactly one of max_steps / epochs "
                              f"(got max_steps={self.max_steps}, epochs={self.epochs})")
-        checks = {
-            "max_steps": self.max_steps is None or self.max_steps >= 1,
-            "epochs": self.epochs is None or self.epochs > 0,
-            "grad_accum": self.grad_accum >= 1, "log_every": self.log_every >= 1,
-            "warmup_steps": self.warmup_steps >= 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "eval_every": self.eval_every >= 0, "save_every": self.save_every >= 0,
-            "freeze_layers": self.freeze_layers >= 0, "lr": self.lr > 0,
-            "layerwise_lr_decay": self.layerwise_lr_decay is None or 0 < self.layerwise_lr_decay <= 1,
-            "keep_last": self.keep_last is None or self.keep_last >= 1,
-            "early_stopping_patience": self.early_stopping_patience is None or self.early_stopping_patience >= 1,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ValueError(f"TrainConfig.{key}: invalid value {getattr(self, key)!r}")
+        if self.time_budget_min is not None and not self.time_budget_min > 0:
+            raise ValueError(f"TrainConfig.time_budget_min: expected minutes > 0, got {self.time_budget_min!r}")
         if self.warmup_steps and self.warmup_ratio:
             raise ValueError("TrainConfig: set warmup_steps or warmup_ratio, not both")
         if self.resume is True and not self.out_dir:
             raise ValueError("TrainConfig.resume=True needs out_dir (where the checkpoints are)")
+
+    def _check_types(self) -> None:
+        """Every field's type and range, first: the checks after it compare values. Messages give the
+        valid values: ``TrainConfig.lr: expected a number > 0, got 'abc'``."""
+        for key, bounds in _BOUNDS.items():
+            bounds.check(getattr(self, key), f"TrainConfig.{key}")
+        for key in _FLAGS:
+            require(isinstance(getattr(self, key), bool), f"TrainConfig.{key}", "true or false", getattr(self, key))
+        for key in _TEXTS:
+            require(isinstance(getattr(self, key), str), f"TrainConfig.{key}", "a string", getattr(self, key))
+        require(self.out_dir is None or isinstance(self.out_dir, (str, os.PathLike)), "TrainConfig.out_dir",
+                "null or a folder path", self.out_dir)
+        require(isinstance(self.resume, (bool, str, os.PathLike)), "TrainConfig.resume",
+                "true, false or a checkpoint folder path", self.resume)
+        require(isinstance(self.betas, tuple) and len(self.betas) == 2 and all(_BETA.ok(b) for b in self.betas),
+                "TrainConfig.betas", "two numbers in [0, 1), e.g. [0.9, 0.999]", self.betas)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "TrainConfig") -> "TrainConfig":

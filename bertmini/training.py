@@ -10,6 +10,8 @@ default ``model(**batch).loss``) under autocast, then gradient clipping, AdamW a
 (Devlin et al. 2019, §A.2). Every ``log_every`` steps a line goes to ``out_dir/metrics.jsonl``; every
 ``eval_every`` steps ``eval_fn(model) -> dict`` runs (early stopping keeps the best model in ``best/``);
 every ``save_every`` steps and at the end a full training state is saved (:mod:`bertmini.checkpointing`).
+``precision`` is resolved once for the device (:mod:`bertmini.precision`; ``trainer.precision``), and
+``time_budget_min`` turns ``max_steps`` into a cap on what fits the budget (:mod:`bertmini.budget`).
 
 Exact resume: the data order of epoch e is a function of ``seed + e`` alone, so a resumed run rebuilds
 the epoch, skips the batches already consumed, then restores the RNG and ``stateful`` objects (anything
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -38,9 +39,13 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
 from . import checkpointing as ckpt
+from .budget import measure_step_time, steps_for_budget
+from .curves import plot_curves
 from .distributed import gather_from_ranks, init_distributed, shard_loader
+from .errors import InputKeyError
 from .losses import StepFn, model_loss
 from .optim import build_optimizer, build_scheduler, freeze
+from .precision import autocast, resolve_precision
 from .train_config import TrainConfig
 from .utils import set_seed
 
@@ -82,32 +87,59 @@ class Trainer:
                  train_step: StepFn | None = None, stateful: Any = None) -> None:
         cfg = self.cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
         self.rank, self.world, self.device, self._owns_group = init_distributed(cfg.device)
-        if cfg.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError(f"precision='fp16' needs CUDA (device is {self.device}); use 'bf16' on CPU")
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if cfg.progress and self.rank == 0:
+            print(f"precision: {self.precision}", flush=True)
         set_seed(cfg.seed + self.rank)  # distinct dropout masks per rank
         self.model = model.to(self.device)
         freeze(self.model, cfg.freeze_embeddings, cfg.freeze_layers)
         self.loader = shard_loader(train_loader, self.rank, self.world, cfg.seed)
         if len(self.loader) == 0:
             raise ValueError("train_loader is empty")
-        self.max_steps = cfg.max_steps or math.ceil(cfg.epochs * len(self.loader) / cfg.grad_accum)
-        warmup = cfg.warmup_steps or round(cfg.warmup_ratio * self.max_steps)
-        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps,
-                                         cfg.layerwise_lr_decay)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, warmup, self.max_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
-        self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
-            if self.world > 1 else None
-        engine = self.ddp or self.model
-        self.engine = torch.compile(engine) if cfg.compile else engine
+        self.optimizer = self._new_optimizer(self.model)
+        self._peak_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._build_schedule(cfg.max_steps or math.ceil(cfg.epochs * len(self.loader) / cfg.grad_accum))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.precision == "fp16")
+        self.ddp, self.engine = self._wrap(self.model)
         self.train_step = train_step or model_loss
         self.eval_fn = eval_fn
         self.stateful = stateful if isinstance(stateful, Mapping) else {"stateful": stateful} if stateful else {}
         self.out = Path(cfg.out_dir) if cfg.out_dir else None
         self.step = self.epoch = self.batch_in_epoch = self.tokens = 0
         self.elapsed, self.best, self.best_step, self.bad_evals = 0.0, None, None, 0
+        self.step_time: float | None = None  # seconds per step, measured for the time budget
         self.last_eval: dict[str, float] = {}
         self.saved_step, self.saved_path = None, None  # the newest training checkpoint (rank 0 has the path)
+
+    # -- construction pieces (the time-budget calibration builds them again for a copy) -----------
+    def _new_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        return build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps, cfg.layerwise_lr_decay)
+
+    def _wrap(self, model: nn.Module) -> tuple[DDP | None, nn.Module]:
+        """``(ddp, engine)``: DDP under torchrun, then torch.compile when asked."""
+        ddp = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.world > 1 else None
+        engine = ddp or model
+        return ddp, torch.compile(engine) if self.cfg.compile else engine
+
+    def _build_schedule(self, max_steps: int) -> None:
+        """(Re)build the LR schedule for ``max_steps``, from the peak rates as if built the first time."""
+        for group, peak in zip(self.optimizer.param_groups, self._peak_lrs):
+            group["lr"] = peak
+            group.pop("initial_lr", None)
+        self.max_steps = max_steps
+        warmup = self.cfg.warmup_steps or round(self.cfg.warmup_ratio * max_steps)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, warmup, max_steps)
+
+    def _calibrate(self) -> None:
+        """Fit ``max_steps`` (a cap, then) and the schedule into ``time_budget_min`` (:mod:`bertmini.budget`)."""
+        cap, budget = self.max_steps, self.cfg.time_budget_min
+        self.step_time = measure_step_time(self)
+        self._build_schedule(steps_for_budget(budget, self.step_time, cap))
+        if self.cfg.progress and self.rank == 0:
+            print(f"time budget {budget:g} min: {self.max_steps:,} steps at {self.step_time:.2f} s/step "
+                  f"(cap {cap:,})", flush=True)
 
     # -- data -------------------------------------------------------------------------------------
     def _batches(self, restore: dict | None) -> Iterator[Mapping[str, Any]]:
@@ -135,8 +167,7 @@ class Trainer:
             self.scaler.scale(loss / self.cfg.grad_accum).backward()
 
     def _autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.precision)
-        return torch.autocast(self.device.type, dtype=dtype) if dtype else nullcontext()
+        return autocast(self.device, self.precision)
 
     def _optimizer_step(self, batches: Iterator) -> dict[str, float]:
         totals: dict[str, torch.Tensor] = {}
@@ -184,7 +215,7 @@ class Trainer:
         if name not in results:
             if cfg.early_stopping_patience is None:
                 return False  # eval_fn only for logs: no best/ model without its metric
-            raise KeyError(f"early_stopping_metric={name!r} is not among eval_fn's results {sorted(results)}")
+            raise InputKeyError(f"early_stopping_metric={name!r} is not among eval_fn's results {sorted(results)}")
         value = results[name]
         if self.best is None or (value < self.best if cfg.early_stopping_mode == "min" else value > self.best):
             self.best, self.best_step, self.bad_evals = value, self.step, 0
@@ -200,7 +231,7 @@ class Trainer:
         ranks = gather_from_ranks(mine)  # collective: every rank takes part
         if self.rank == 0:
             counters = {k: getattr(self, k) for k in ("step", "epoch", "batch_in_epoch", "tokens", "elapsed",
-                                                       "best", "best_step", "bad_evals")}
+                                                       "best", "best_step", "bad_evals", "max_steps", "step_time")}
             state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                      "ranks": ranks, "trainer": counters, "config": self.cfg.to_dict()}
@@ -219,11 +250,14 @@ class Trainer:
         if path is None:
             return None  # resume=True with nothing saved yet: a fresh start (preemptible jobs rerun one command)
         state = ckpt.load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        counters = dict(state["trainer"])
+        max_steps = counters.pop("max_steps", None)
+        if self.cfg.time_budget_min and counters.get("step_time") and max_steps != self.max_steps:
+            self._build_schedule(max_steps)  # the calibrated length, kept (before the optimizer's lrs load)
+        ckpt.restore_weights(self.model, self.optimizer, state, path)  # or one line on why they do not fit
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        for key, value in state["trainer"].items():
+        for key, value in counters.items():
             setattr(self, key, value)
         self.saved_step, self.saved_path = self.step, path
         if len(state["ranks"]) != self.world:
@@ -246,7 +280,10 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Train to ``max_steps`` (or early stop); returns a summary (final loss, per-step losses, best...)."""
         cfg = self.cfg
-        batches = self._batches(self._resume())
+        restore = self._resume()
+        if cfg.time_budget_min and restore is None:  # a fresh start; a resumed run keeps its max_steps
+            self._calibrate()
+        batches = self._batches(restore)
         self.model.train()
         bar = tqdm(total=self.max_steps, initial=self.step, disable=None if cfg.progress and self.rank == 0 else True,
                    dynamic_ncols=True)
@@ -292,31 +329,3 @@ class Trainer:
                 "eval": self.last_eval, "best_metric": self.best, "best_step": self.best_step, "stopped_early": stopped,
                 "tokens": self.tokens - tokens0, "elapsed": self.elapsed,
                 "checkpoint": str(self.saved_path) if self.saved_path else None}
-
-
-def plot_curves(jsonl_path: str | os.PathLike, png_path: str | os.PathLike | None = None):
-    """Loss curves (training losses and eval losses) and the LR schedule from ``metrics.jsonl``.
-
-    Uses matplotlib's object API with the Agg canvas (no pyplot state, works headless and in notebooks);
-    returns the Figure and writes ``png_path`` when given.
-    """
-    from matplotlib.figure import Figure
-
-    records = [json.loads(line) for line in Path(jsonl_path).read_text().splitlines() if line.strip()]
-    if not records:
-        raise ValueError(f"{jsonl_path}: no metrics recorded")
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    ax_loss, ax_lr = fig.subplots(1, 2)
-    keys = sorted({k for r in records for k in r if "loss" in k})
-    for key in keys:
-        points = [(r["step"], r[key]) for r in records if key in r]
-        ax_loss.plot(*zip(*points), label=key, marker="o" if key.startswith("eval_") else None)
-    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
-    ax_loss.legend()
-    lr = [(r["step"], r["lr"]) for r in records if "lr" in r]
-    if lr:
-        ax_lr.plot(*zip(*lr))
-    ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate")
-    if png_path is not None:
-        fig.savefig(png_path, dpi=100)
-    return fig

@@ -2,6 +2,8 @@
 
 The drift rule: a notebook that re-implements something "from scratch" must stay equal to the
 package's version; tests pull the notebook's definition out with :func:`load_notebook_defs`.
+A drift test must also be able to fail: :func:`mutate` plants a realistic bug in a copy of the
+notebook, and each drift test file checks that its comparison reports every such mutant.
 """
 from __future__ import annotations
 
@@ -78,3 +80,36 @@ def _bound_names(node: ast.stmt) -> set[str]:
     if isinstance(node, ast.Assign):
         return {t.id for t in node.targets}
     return {(a.asname or a.name).split(".")[0] for a in node.names}
+
+
+def mutate(nb_path: str | os.PathLike, definition: str, old: str, new: str, tmp_path: str | os.PathLike) -> Path:
+    """Copy of notebook ``nb_path`` (written into ``tmp_path``) with ``old`` replaced by ``new`` in the code cell
+    containing ``definition`` (e.g. ``"def attention("``); ``old`` must occur exactly once in that cell."""
+    nb_path = Path(nb_path)
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and definition in "".join(c["source"])]
+    assert len(cells) == 1, f"{nb_path.name}: expected one code cell containing {definition!r}, got {len(cells)}"
+    src = "".join(cells[0]["source"])
+    assert src.count(old) == 1, f"{nb_path.name}: mutation target {old!r} must occur once in the {definition!r} cell"
+    cells[0]["source"] = src.replace(old, new)
+    out = Path(tmp_path) / nb_path.name
+    out.write_text(json.dumps(nb), encoding="utf-8")
+    return out
+
+
+def excess(actual, expected, rtol: float = 1.3e-6, atol: float = 1e-5) -> float:
+    """How far ``actual`` is from ``expected`` in units of ``torch.testing.assert_close``'s tolerance:
+    ``max |a - e| / (atol + rtol·|e|)``, so <= 1 passes assert_close with the same rtol/atol (its float32
+    defaults here) and a planted bug should give far more. A shape or dtype mismatch, or a NaN, counts as ``inf``."""
+    import math
+
+    import torch
+
+    actual, expected = torch.as_tensor(actual).detach(), torch.as_tensor(expected).detach()
+    if actual.shape != expected.shape or actual.dtype != expected.dtype:
+        return math.inf
+    a, e = actual.double(), expected.double()
+    if a.numel() == 0:
+        return 0.0
+    ratio = ((a - e).abs() / (atol + rtol * e.abs())).masked_fill(a == e, 0.0)  # equal infinities are equal
+    return ratio.nan_to_num(nan=math.inf).max().item()

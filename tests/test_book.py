@@ -31,12 +31,55 @@ def test_every_chapter_is_in_the_toc_and_executed():
         assert "colab-badge.svg" in "".join(nb["cells"][0]["source"]), f"{name}: no Colab badge in the first cell"
 
 
+def build_book(source: Path, out: Path) -> subprocess.CompletedProcess:
+    """``jupyter-book build SOURCE -W -n`` (warnings are errors) into ``out``."""
+    exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
+    if not Path(exe).exists() and shutil.which(exe) is None:
+        pytest.fail("jupyter-book is not installed: pip install -r requirements.txt")
+    return subprocess.run([exe, "build", str(source), "-W", "-n", "--keep-going", "--path-output", str(out)],
+                          capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.slow
 def test_book_builds_with_warnings_as_errors(tmp_path):
-    if shutil.which("jupyter-book") is None and not (Path(sys.executable).parent / "jupyter-book").exists():
-        pytest.fail("jupyter-book is not installed: pip install -r requirements.txt")
-    exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
-    result = subprocess.run([exe, "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(tmp_path)],
-                            capture_output=True, text=True, timeout=900)
+    result = build_book(ROOT, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert (tmp_path / "_build" / "html" / "chapters" / "06_bert.html").is_file()
+
+
+# Markdown that breaks a -W build when read: YAML front matter with a Python tag, a heading starting at H3
+# (as in site-packages/cuda/pathfinder/README.md of a CUDA build of torch).
+BAD_MARKDOWN = "---\nfoo: !!python/object:os.system\n---\n### Deep heading\n"
+VENV_LIKE = [".venv/lib/python3.11/site-packages/cuda/pathfinder", "venv/lib/python3.11/site-packages/pkg",
+             "env/lib/python3.11/site-packages/pkg", "my-env/lib/python3.11/site-packages/pkg", ".tox/py311",
+             ".pytest_cache", "runs/sst2"]
+
+
+@pytest.mark.slow
+def test_virtual_environments_in_the_tree_do_not_reach_the_book(tmp_path):
+    """README command 1 creates .venv/ in the checkout: its Markdown files must not be read by the build."""
+    tree = tmp_path / "tree"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.split("\0"):
+        if name and (ROOT / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, tree / name)
+    for folder in VENV_LIKE:
+        (tree / folder).mkdir(parents=True)
+        (tree / folder / "README.md").write_text(BAD_MARKDOWN)
+    (tree / "my-env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    result = build_book(tree, tmp_path / "out")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    built = {p.relative_to(tmp_path / "out" / "_build" / "html").as_posix()
+             for p in (tmp_path / "out" / "_build" / "html").rglob("*.html")}
+    assert not [p for p in built if "site-packages" in p or p.startswith(("runs/", ".pytest"))], built
+
+
+def test_the_decoy_markdown_does_break_a_build(tmp_path):
+    """The test above can fail: the same file, listed in the toc, stops the build."""
+    pytest.importorskip("jupyter_book")
+    (tmp_path / "_config.yml").write_text("title: decoy\nexecute:\n  execute_notebooks: 'off'\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: bad\n")
+    (tmp_path / "intro.md").write_text("# Intro\n")
+    (tmp_path / "bad.md").write_text(BAD_MARKDOWN)
+    assert build_book(tmp_path, tmp_path / "out").returncode != 0

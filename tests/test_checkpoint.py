@@ -95,7 +95,7 @@ def test_missing_and_corrupt_files(tmp_path):
     with pytest.raises(ValueError, match=r"model.safetensors: corrupt or unreadable weights file"):
         BertModel.from_pretrained(tmp_path)
     (tmp_path / CONFIG_NAME).write_text('{"hidden_size": 16,\n "oops"}')
-    with pytest.raises(ValueError, match=r"config.json: invalid JSON at line 2"):
+    with pytest.raises(ValueError, match=r"config.json: line 2: invalid JSON at column 8"):
         BertModel.from_pretrained(tmp_path)
 
 

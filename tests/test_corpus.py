@@ -197,7 +197,7 @@ def test_load_hf_corpus_text_layouts_and_errors(tmp_path, offline):
     assert docs == [["One.", "Two wrapped."], ["Three."]]  # blank rows end documents
     rows = list(load_hf_corpus("text", data_files=str(path), layout="row", cache_dir=offline))
     assert rows == [["One.", "Two"], ["wrapped."], ["Three."]]  # blank rows are no documents
-    with pytest.raises(KeyError, match="no column 'body'; columns: \\['text'\\]"):
+    with pytest.raises(ValueError, match=r"expected a text column 'body', found columns \['text'\]"):
         list(load_hf_corpus("text", data_files=str(path), text_column="body", cache_dir=offline))
     with pytest.raises(ValueError, match="layout='pages'"):
         list(load_hf_corpus("text", data_files=str(path), layout="pages", cache_dir=offline))

@@ -5,7 +5,6 @@ and must fail there: a comparison too loose to notice such a bug would be a test
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nbutils import load_notebook_defs
+from nbutils import load_notebook_defs, mutate
 
 from bertmini import BertConfig
 from bertmini.attention import BertAttention, padding_mask, scaled_dot_product_attention
@@ -23,19 +22,6 @@ CH02 = ROOT / "chapters" / "02_attention.ipynb"
 CH03 = ROOT / "chapters" / "03_multi_head_attention.ipynb"
 TOL = 1e-5  # float32 round-off of the same formula computed in another order
 BUG = 1e-3  # a mutant must be off by far more than round-off
-
-
-def mutate(nb_path: Path, definition: str, old: str, new: str, tmp_path: Path) -> Path:
-    """Copy of the notebook with `old` replaced by `new` inside the cell defining `definition`."""
-    nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and definition in "".join(c["source"])]
-    assert len(cells) == 1, f"{nb_path.name}: expected one code cell containing {definition!r}, got {len(cells)}"
-    src = "".join(cells[0]["source"])
-    assert src.count(old) == 1, f"{nb_path.name}: mutation target {old!r} must occur once in the {definition!r} cell"
-    cells[0]["source"] = src.replace(old, new)
-    out = tmp_path / nb_path.name
-    out.write_text(json.dumps(nb), encoding="utf-8")
-    return out
 
 
 # ---------------------------------------------------------------- chapter 2: attention(q, k, v, mask)

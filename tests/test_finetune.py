@@ -102,6 +102,7 @@ def test_sst2_outputs_and_best_checkpoint(sst2, capsys):
                 "examples_per_s", "n_truncated", "n_skipped", "seed", "best_step"):
         assert key in metrics, key
     assert metrics["options"]["precision"] == "bf16" and metrics["label_names"] == SST2_LABELS
+    assert metrics["precision"] == {"requested": "bf16", "used": "bf16", "reason": metrics["precision"]["reason"]}
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n_eval_examples"] == 24
     # early stopping (patience 1, one evaluation per step) kept the best evaluation's model
     evals = [r for r in train_log(out) if "eval_accuracy" in r]
@@ -118,7 +119,7 @@ def test_sst2_outputs_and_best_checkpoint(sst2, capsys):
     texts = ["a gorgeous , witty film", "dull and far too long"]
     with torch.no_grad():
         probs = hf(**hf_tok(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
-    rows = predict(capsys, "--model", str(out), "--text", texts[0], "--text", texts[1])
+    rows = predict(capsys, "--model", str(out), "--text", texts[0], "--text", texts[1], "--precision", "fp32")
     for row, p in zip(rows, probs):
         assert row["label"] == hf.config.id2label[int(p.argmax())]
         assert row["probability"] == pytest.approx(p.max().item(), abs=1e-4)
@@ -139,6 +140,7 @@ def test_sms_seeds_and_freezing(base, tmp_path, capsys):
     metrics = finetune(base, tmp_path, "sms_spam", "--seeds", "1,2", "--freeze-embeddings", "--freeze-layers", "1",
                        "--lr", "1e-2")
     assert metrics["seeds"] == [1, 2] and metrics["metric"] == "macro_f1"
+    assert metrics["precision"]["requested"] == "auto" and metrics["precision"]["used"] in ("fp32", "bf16")
     runs = [json.loads((tmp_path / f"seed-{s}" / "metrics.json").read_text()) for s in (1, 2)]
     for key in runs[0]["dev"]:
         values = [r["dev"][key] for r in runs]
@@ -257,10 +259,11 @@ def test_predict_input_errors(classifier, tmp_path, capsys):
     (tmp_path / "blank.txt").write_text("\n  \n")
     for argv, message in [(["--text", ""], "empty input: --text #1: text is empty"),
                           ([], "empty input: give --text or --file"),
-                          (["--file", str(tmp_path / "none.txt")], "cannot read input file .*none.txt"),
+                          (["--file", str(tmp_path / "none.txt")], "none.txt: no such file"),
                           (["--file", str(tmp_path / "blank.txt")], "empty input: .*blank.txt holds no non-blank"),
                           (["--question", "q", "--context", "c"], "--question/--context are for QA models"),
-                          (["--file", str(tmp_path / "in.txt")], "in.txt: line 3: not UTF-8 text"),
+                          (["--file", str(tmp_path / "in.txt")], r"in.txt: line 3: not UTF-8 text \(byte 0xff at "
+                                                                 r"column 4\)"),
                           (["--file", str(tmp_path / "in.jsonl")],
                            r"in.jsonl: line 2: expected an object with string key\(s\) \['text'\]"),
                           (["--file", str(tmp_path / "bad.jsonl")], "bad.jsonl: line 3: invalid JSON")]:

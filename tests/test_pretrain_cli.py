@@ -108,11 +108,31 @@ def test_run_outputs(tiny_run):
     assert ev["mlm_perplexity"] == pytest.approx(math.exp(ev["mlm_loss"]))
     assert 1 < ev["mlm_perplexity"] < 2 * summary["config"]["vocab_size"]  # near-uniform after 4 steps
     assert summary["config"]["train"]["max_steps"] == 4
+    assert summary["precision"]["requested"] == "auto" and summary["precision"]["used"] in ("fp32", "bf16")
+    assert summary["time_budget_min"] is None and summary["step_time_s"] is None
     for name in ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json"):
         assert (out / "final" / name).is_file(), name
     assert (out / "curves.png").stat().st_size > 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+
+
+def test_time_budget_and_resolved_precision(tiny_run, tmp_path, monkeypatch):
+    """train.time_budget_min picks the steps (a faked 0.3 s/step: 0.05 min = 3 s fits floor(2.7 / 0.3) = 9 of the
+    cap of 10), summary.json records it and the precision, and the held-out evaluation runs in that precision."""
+    from bertmini import budget, pretrain as pretrain_module
+    ticks = iter([0.0, 0.3 * budget.TIMED_STEPS])
+    monkeypatch.setattr(budget, "clock", lambda: next(ticks))
+    monkeypatch.setenv("BERTMINI_PRECISION", "bf16")  # auto -> bf16, whatever this CPU has
+    dtypes, evaluate = [], pretrain_module.evaluate_pretraining
+    monkeypatch.setattr(pretrain_module, "evaluate_pretraining",
+                        lambda model, batches, dtype: dtypes.append(dtype) or evaluate(model, batches, dtype))
+    assert pretrain(tmp_path / "out", tiny_run.cache, "train.time_budget_min=0.05") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["steps"] == 9 and train_steps(tmp_path / "out") == list(range(1, 10))
+    assert (summary["time_budget_min"], summary["step_time_s"]) == (0.05, 0.3)
+    assert summary["precision"] == {"requested": "auto", "used": "bf16", "reason": "auto: BERTMINI_PRECISION=bf16"}
+    assert dtypes == [torch.bfloat16] * 2  # the evaluations at steps 5 and 9
 
 
 def test_final_loads_in_transformers_with_same_logits(tiny_run):

@@ -148,7 +148,7 @@ def test_errors(trained, tmp_path):
     with pytest.raises(ValueError, match=r"vocab.txt lacks required special token\(s\) \[MASK\]"):
         WordPieceTokenizer.from_file(tmp_path / "vocab.txt")
     (tmp_path / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, "a", "b", "a"]) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"vocab.txt line 8: duplicate token 'a' \(first on line 6\)"):
+    with pytest.raises(ValueError, match=r"vocab.txt: line 8: duplicate token 'a' \(first on line 6\)"):
         WordPieceTokenizer.from_file(tmp_path / "vocab.txt")
     with pytest.raises(ValueError, match="empty input: text is an empty list"):
         trained([])

@@ -71,7 +71,8 @@ def make_data(n: int = 20, batch_size: int = 4, shuffle: bool = True, seed: int 
 
 
 def config(tmp_path, **overrides) -> TrainConfig:
-    base = dict(lr=1e-2, max_steps=6, warmup_steps=2, log_every=1, progress=False, out_dir=str(tmp_path))
+    base = dict(lr=1e-2, max_steps=6, warmup_steps=2, log_every=1, progress=False, out_dir=str(tmp_path),
+                precision="fp32")  # exact comparisons, whatever `auto` would pick on this machine
     return TrainConfig(**{**base, **overrides})
 
 
@@ -97,9 +98,11 @@ def test_config_unknown_key_names_it_and_lists_valid_keys():
 
 @pytest.mark.parametrize("bad, message", [
     ({"schedule": "cos"}, r"TrainConfig.schedule: expected one of \('linear', 'onecycle', 'constant'\), got 'cos'"),
-    ({"precision": "fp8"}, r"TrainConfig.precision"),
+    ({"precision": "fp8"}, r"TrainConfig.precision: expected one of \('auto', 'fp32', 'bf16', 'fp16'\), got 'fp8'"),
+    ({"time_budget_min": 0}, r"TrainConfig.time_budget_min: expected minutes > 0, got 0"),
+    ({"time_budget_min": -5.0}, r"TrainConfig.time_budget_min: expected minutes > 0, got -5.0"),
     ({"epochs": 2}, r"exactly one of max_steps / epochs"),
-    ({"grad_accum": 0}, r"TrainConfig.grad_accum: invalid value 0"),
+    ({"grad_accum": 0}, r"TrainConfig.grad_accum: expected an integer >= 1, got 0"),
     ({"warmup_steps": 3, "warmup_ratio": 0.1}, r"warmup_steps or warmup_ratio, not both"),
     ({"resume": True}, r"resume=True needs out_dir"),
 ])
@@ -277,7 +280,7 @@ def test_bf16_autocast_on_cpu_and_fp16_needs_cuda(tmp_path):
     summary = Trainer(Toy(), loader, config(tmp_path, precision="bf16", out_dir=None)).train()
     assert all(torch.isfinite(torch.tensor(summary["losses"])))
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="precision='fp16' needs CUDA"):
+        with pytest.raises(ValueError, match="precision='fp16' needs CUDA .*use 'auto'"):
             Trainer(Toy(), loader, config(tmp_path, precision="fp16", device="cpu"))
 
 
@@ -440,6 +443,43 @@ def test_fgm_restores_embeddings_and_adds_the_adversarial_gradient():
 
 
 def test_fgm_inside_the_trainer(tmp_path):
-    loader, _ = make_data()
-    summary = Trainer(Toy(), loader, config(tmp_path, max_steps=3, out_dir=None), train_step=FGM(epsilon=0.1)).train()
-    assert len(summary["losses"]) == 3
+    """FGM as the Trainer's step hook: each micro-batch backpropagates the clean loss and the loss at
+    E + eps * g / |g| through the Trainer's backward (/ grad_accum); the optimizer then steps from the
+    restored embeddings with the summed, clipped gradient. A plain Trainer run ends elsewhere."""
+    eps, cfg = 0.5, config(tmp_path, max_steps=3, warmup_steps=1, grad_accum=2, out_dir=None)
+    start = Toy(p=0.0)  # no dropout: the forward passes are exactly repeatable
+    fgm_hook, seen = FGM(epsilon=eps), []
+
+    def hook(model, batch, backward):
+        seen.append({k: v.clone() for k, v in batch.items()})
+        emb = model.word_embeddings.weight.detach().clone()
+        logs = fgm_hook(model, batch, backward)
+        assert torch.equal(model.word_embeddings.weight, emb), "embeddings not restored after the adversarial pass"
+        assert logs["adv_loss"] > logs["loss"]  # the perturbation goes up the loss
+        return logs
+
+    with_fgm, plain = copy.deepcopy(start), copy.deepcopy(start)
+    Trainer(with_fgm, make_data(shuffle=False)[0], cfg, train_step=hook).train()
+    Trainer(plain, make_data(shuffle=False)[0], cfg).train()
+    assert len(seen) == cfg.max_steps * cfg.grad_accum
+
+    reference = copy.deepcopy(start)  # the same steps written out by hand
+    optimizer = build_optimizer(reference, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, cfg.max_steps)
+    emb = reference.word_embeddings.weight
+    for step in range(cfg.max_steps):
+        for batch in seen[step * cfg.grad_accum:(step + 1) * cfg.grad_accum]:
+            (reference(**batch).loss / cfg.grad_accum).backward()
+            saved = emb.detach().clone()
+            with torch.no_grad():
+                emb.add_(eps * emb.grad / emb.grad.norm())  # g: every gradient accumulated so far, as FGM documents
+            (reference(**batch).loss / cfg.grad_accum).backward()
+            with torch.no_grad():
+                emb.copy_(saved)
+        nn.utils.clip_grad_norm_(list(reference.parameters()), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+    for (name, p), q, r in zip(with_fgm.named_parameters(), plain.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, r, msg=name)
+        assert not torch.allclose(p, q, rtol=0, atol=1e-4), f"{name}: FGM changed nothing"

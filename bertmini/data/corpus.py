@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from bertmini.errors import read_lines, read_text  # UTF-8 errors name file, line and column
 from bertmini.tasks.data import tsv_columns  # the task loaders' TSV parser: errors name file and line
 
 __all__ = [
@@ -92,7 +93,7 @@ def read_text_documents(paths: Paths, split: str = "file", sentence_per_line: bo
     if split not in ("file", "blank_line"):
         raise ValueError(f"split={split!r}: expected 'file' or 'blank_line'")
     for path in list_text_files(paths):
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         blocks = re.split(r"\n[ \t\r\f\v]*\n", text.replace("\r\n", "\n"))
 
         def sentences(block: str) -> list[str]:
@@ -144,8 +145,7 @@ def parse_wikitext_lines(lines: Iterable[str], detokenize: bool = False) -> Iter
 def read_wikitext(paths: Paths, detokenize: bool = False) -> Iterator[Document]:
     """WikiText ``*.raw`` file(s) (e.g. ``wiki.valid.raw``) → one document per article."""
     for path in list_text_files(paths):
-        with open(path, encoding="utf-8") as f:
-            yield from parse_wikitext_lines(f, detokenize=detokenize)
+        yield from parse_wikitext_lines((line for _, line in read_lines(path)), detokenize=detokenize)
 
 
 # A paragraph that opens a chapter/book/act in the NLTK Gutenberg books: "CHAPTER 1", "Chapter IV",
@@ -184,7 +184,7 @@ def read_gutenberg(paths: Paths | None = None, split: str = "chapter") -> Iterat
         from bertmini.utils import data_dir
         paths = data_dir() / "gutenberg-nltk"
     for path in list_text_files(paths, suffixes=(".txt",)):
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = read_text(path).split("\n")
         if lines and re.fullmatch(r"\s*\[.*\]\s*", lines[0]):
             lines = lines[1:]
         doc: Document = []
@@ -238,26 +238,30 @@ def load_hf_corpus(
 
     ``layout`` says how rows map to documents: ``"wikitext"`` (rows are WikiText lines, headings
     split articles; the default for names containing "wikitext"), ``"blank_line"`` (rows are lines
-    and blank rows end documents; the default for the local ``"text"`` loader) or ``"row"`` (each row
-    is a whole document, e.g. Wikipedia dumps; the default otherwise). Offline use:
+    and blank rows end documents; the default for the local ``"text"`` loader), ``"row"`` (each row
+    is a whole document, e.g. Wikipedia dumps; the default otherwise) or ``"line"`` (each row is a
+    one-sentence document, as :func:`read_tsv_column` reads a TSV column). Offline use:
     ``load_hf_corpus("text", data_files="my.txt")`` with ``HF_DATASETS_OFFLINE=1``.
     """
     import datasets  # optional dependency, imported only here
 
     if layout == "auto":
         layout = "wikitext" if "wikitext" in name.lower() else "blank_line" if name == "text" else "row"
-    if layout not in ("wikitext", "blank_line", "row"):
-        raise ValueError(f"layout={layout!r}: expected 'auto', 'wikitext', 'blank_line' or 'row'")
+    if layout not in ("wikitext", "blank_line", "row", "line"):
+        raise ValueError(f"layout={layout!r}: expected 'auto', 'wikitext', 'blank_line', 'row' or 'line'")
     ds = datasets.load_dataset(name, config, split=split, streaming=streaming,
                                data_files=data_files, cache_dir=cache_dir)
     columns = ds.column_names  # None for some streamed data sets: then the first row tells
     if columns is not None and text_column not in columns:
-        raise KeyError(f"dataset {name!r} split {split!r} has no column {text_column!r}; columns: {columns}")
+        raise ValueError(f"dataset {name!r} ({config or 'default'}, split {split!r}): expected a text column "
+                         f"{text_column!r}, found columns {columns}")
     rows = (row[text_column] for row in ds)
     if layout == "wikitext":
         yield from parse_wikitext_lines(rows)
     elif layout == "blank_line":
         yield from _rows_to_paragraph_docs(rows)
+    elif layout == "line":
+        yield from ([text] for row in rows if (text := " ".join(row.split())))
     else:
         for row in rows:
             doc = [s for para in split_paragraphs(row) for s in split_sentences(para)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -29,11 +30,12 @@ import torch
 from torch.utils.data import Dataset
 
 from bertmini.data.corpus import READERS, Document, Paths, list_text_files
+from bertmini.errors import DataFormatError
 
 __all__ = [
     "NSPExample", "tokenize_documents", "truncate_seq_pair", "create_nsp_examples", "nsp_tensors",
     "packed_tensors", "PretrainingDataset", "build_pretraining_dataset", "tokenizer_fingerprint",
-    "build_or_load",
+    "build_or_load", "source_label",
 ]
 
 MODES = ("nsp", "packed")
@@ -237,19 +239,29 @@ class PretrainingDataset(Dataset):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PretrainingDataset:
-        blob = torch.load(path, weights_only=True, mmap=True)  # torchrun ranks share the pages
-        if blob.get("version") != CACHE_VERSION:
-            raise ValueError(f"{path}: cache version {blob.get('version')!r}, expected {CACHE_VERSION}")
+        try:
+            blob = torch.load(path, weights_only=True, mmap=True)  # torchrun ranks share the pages
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # cut short, or not ours
+            raise DataFormatError(f"{path}: unreadable dataset cache ({type(err).__name__}: {err}); delete it to "
+                                  "rebuild") from None
+        version = blob.get("version") if isinstance(blob, dict) else None
+        if version != CACHE_VERSION:
+            raise DataFormatError(f"{path}: cache version {version!r}, expected {CACHE_VERSION}; delete it to rebuild")
         return cls(blob["tensors"], blob["meta"])
 
 
 def build_pretraining_dataset(documents: Iterable[Document], tokenizer: Any, *, mode: str = "nsp",
                               max_seq_length: int = 128, short_seq_prob: float = 0.1, dupe_factor: int = 1,
-                              seed: int = 12345) -> PretrainingDataset:
-    """Tokenize documents and build the ``"nsp"`` (MLM+NSP, BERT) or ``"packed"`` (MLM only) dataset."""
+                              seed: int = 12345, source: str = "the documents") -> PretrainingDataset:
+    """Tokenize documents and build the ``"nsp"`` (MLM+NSP, BERT) or ``"packed"`` (MLM only) dataset.
+
+    ``source`` names where the documents came from (e.g. ``reader 'text' on data/x.txt``), for the error
+    raised when they hold too little text.
+    """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: expected one of {MODES}")
     docs = tokenize_documents(documents, tokenizer)
+    _check_enough_documents(docs, mode, source)
     special = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, pad_id=tokenizer.pad_token_id)
     if mode == "nsp":
         examples = create_nsp_examples(docs, max_seq_length, short_seq_prob, dupe_factor, seed)
@@ -259,6 +271,24 @@ def build_pretraining_dataset(documents: Iterable[Document], tokenizer: Any, *, 
     meta = dict(mode=mode, max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, dupe_factor=dupe_factor,
                 seed=seed, num_documents=len(docs), num_tokens=sum(len(s) for d in docs for s in d))
     return PretrainingDataset(tensors, meta)
+
+
+def source_label(reader: str | Callable[..., Any], where: Paths) -> str:
+    """How errors name a corpus: ``reader 'text' on data/a.txt, data/b.txt``."""
+    name = reader if isinstance(reader, str) else getattr(reader, "__qualname__", repr(reader))
+    paths = [where] if isinstance(where, (str, os.PathLike)) else list(where)
+    return f"reader {name!r} on {', '.join(str(p) for p in paths)}"
+
+
+def _check_enough_documents(docs: Sequence[TokenizedDoc], mode: str, source: str) -> None:
+    """No text at all, or a single document in NSP mode (NotNext partners come from other documents),
+    is an error naming the source, raised before any example is built."""
+    if not docs:
+        raise DataFormatError(f"{source}: no text: the corpus yields no document with tokens (empty files, or "
+                              "only blank lines)")
+    if mode == "nsp" and len(docs) < 2:
+        raise DataFormatError(f"{source}: NSP needs at least 2 documents for NotNext pairs, got 1 (one file read "
+                              "with split 'file', or one article/chapter): add documents, or use data.mode=packed")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -301,7 +331,8 @@ def build_or_load(sources: Paths, tokenizer: Any, *, reader: str | Callable[...,
         if max_documents is not None:
             documents = (doc for _, doc in zip(range(max_documents), documents))
         dataset = build_pretraining_dataset(documents, tokenizer, mode=mode, max_seq_length=max_seq_length,
-                                            short_seq_prob=short_seq_prob, dupe_factor=dupe_factor, seed=seed)
+                                            short_seq_prob=short_seq_prob, dupe_factor=dupe_factor, seed=seed,
+                                            source=source_label(reader, sources))
         dataset.meta["files"] = [str(f) for f in files]
         dataset.save(path)
     dataset.cache_path = path

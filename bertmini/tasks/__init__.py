@@ -5,7 +5,7 @@
 answers; ``plots`` draws the figures. Metrics live in :mod:`bertmini.metrics`.
 """
 from bertmini.tasks.classification import (
-    Encoded, bucket_batches, count_truncated, encode_classification, pad_collate, stratified_split,
+    Encoded, bucket_batches, count_truncated, encode_classification, pad_collate, stratified_split, truncated_rows,
 )
 from bertmini.tasks.data import (
     HUB_NAMES, SMS_LABELS, SST2_LABELS, TREC_LABELS, WNUT_LABELS, DataFormatError, QAExample, TaskData,
@@ -18,7 +18,7 @@ from bertmini.tasks.qa import (
 )
 
 __all__ = [
-    "Encoded", "bucket_batches", "count_truncated", "encode_classification", "pad_collate",
+    "Encoded", "bucket_batches", "count_truncated", "encode_classification", "pad_collate", "truncated_rows",
     "HUB_NAMES", "SMS_LABELS", "SST2_LABELS", "TREC_LABELS", "WNUT_LABELS", "DataFormatError", "QAExample",
     "TaskData", "TextExample", "TokenExample", "load_sms_spam", "load_squad", "load_sst2", "load_trec", "load_tsv",
     "load_wnut17", "split_squad_by_article", "stratified_split",

@@ -10,21 +10,23 @@ longest member (:func:`pad_collate`): on SST-2 this removes most of the padding 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from bertmini.tasks.data import TextExample
 
-__all__ = ["Encoded", "count_truncated", "encode_classification", "bucket_batches", "pad_collate", "stratified_split"]
+__all__ = ["Encoded", "truncated_rows", "count_truncated", "encode_classification", "bucket_batches", "pad_collate",
+           "stratified_split"]
 
 
 @dataclass
 class Encoded:
-    """Model-ready features (one dict of lists per example) and how many inputs ``max_length`` cut."""
+    """Model-ready features (one dict of lists per example), how many inputs ``max_length`` cut, and which."""
     features: list[dict[str, Any]]
     n_truncated: int
+    truncated: list[int] = field(default_factory=list)  # indices of the cut inputs
 
     @property
     def lengths(self) -> list[int]:
@@ -46,12 +48,20 @@ def _texts(examples: Sequence[TextExample]) -> tuple[list[str], list[str] | None
     return [e.text_a for e in examples], ([e.text_b for e in examples] if all(pairs) else None)
 
 
-def count_truncated(input_ids: Sequence[Sequence[int]], max_length: int,
-                    retokenize: Callable[[list[int]], Mapping[str, Any]]) -> int:
-    """How many inputs ``max_length`` cut. Only those exactly ``max_length`` long can have been cut,
+def truncated_rows(input_ids: Sequence[Sequence[int]], max_length: int,
+                   retokenize: Callable[[list[int]], Mapping[str, Any]]) -> list[int]:
+    """Indices of the inputs ``max_length`` cut. Only those exactly ``max_length`` long can have been cut,
     so only they are tokenized again, untruncated (``retokenize(indices)``), and measured."""
     full = [i for i, ids in enumerate(input_ids) if len(ids) == max_length]
-    return sum(len(ids) > max_length for ids in retokenize(full)["input_ids"]) if full else 0
+    if not full:
+        return []
+    return [i for i, ids in zip(full, retokenize(full)["input_ids"]) if len(ids) > max_length]
+
+
+def count_truncated(input_ids: Sequence[Sequence[int]], max_length: int,
+                    retokenize: Callable[[list[int]], Mapping[str, Any]]) -> int:
+    """How many inputs ``max_length`` cut (see :func:`truncated_rows`)."""
+    return len(truncated_rows(input_ids, max_length, retokenize))
 
 
 def encode_classification(examples: Sequence[TextExample], tokenizer: Callable, max_length: int = 128) -> Encoded:
@@ -60,11 +70,11 @@ def encode_classification(examples: Sequence[TextExample], tokenizer: Callable, 
         raise ValueError("no examples to encode")
     text_a, text_b = _texts(examples)
     enc = tokenizer(text_a, text_pair=text_b, truncation=True, max_length=max_length)
-    n_truncated = count_truncated(enc["input_ids"], max_length, lambda rows: tokenizer(
+    truncated = truncated_rows(enc["input_ids"], max_length, lambda rows: tokenizer(
         [text_a[i] for i in rows], text_pair=[text_b[i] for i in rows] if text_b else None, truncation=False))
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     features = [{**{k: list(enc[k][i]) for k in keys}, "labels": e.label} for i, e in enumerate(examples)]
-    return Encoded(features, n_truncated)
+    return Encoded(features, len(truncated), truncated)
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0) -> list[list[int]]:

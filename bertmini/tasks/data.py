@@ -11,14 +11,14 @@ silently drop a class.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from bertmini.utils import data_dir as _data_root
+from bertmini.errors import DataFormatError, InputKeyError, is_int, read_json, read_lines
+from bertmini.utils import data_dir as _data_root, local_data_dir
 
 __all__ = [
     "DataFormatError", "TextExample", "TokenExample", "QAExample", "TaskData",
@@ -32,12 +32,12 @@ TREC_LABELS = ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"]
 SMS_LABELS = ["ham", "spam"]
 WNUT_LABELS = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group",
                "I-group", "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
-HUB_NAMES = {"sst2": ("glue", "sst2"), "trec": ("trec", None), "sms_spam": ("sms_spam", None),
-             "wnut_17": ("wnut_17", None), "squad": ("squad", None)}
-
-
-class DataFormatError(ValueError):
-    """A data file does not have the expected format (the message names file, line, expected and got)."""
+HUB_NAMES = {"sst2": ("nyu-mll/glue", "sst2"), "trec": ("CogComp/trec", None),
+             "sms_spam": ("ucirvine/sms_spam", None), "wnut_17": ("leondz/wnut_17", None),
+             "squad": ("rajpurkar/squad", None)}
+# The columns each hub data set must have (its schema), read into the same examples as the local files.
+HUB_COLUMNS = {"sst2": ["sentence", "label"], "trec": ["text", "coarse_label"], "sms_spam": ["sms", "label"],
+               "wnut_17": ["tokens", "ner_tags"], "squad": ["id", "title", "context", "question", "answers"]}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,14 @@ class TaskData:
     def __iter__(self) -> Iterator:
         return iter(self.examples)
 
+    def skip_summary(self) -> str | None:
+        """``skipped 3 malformed rows in train.tsv (first: line 5: ...)``, or None when nothing was skipped."""
+        if not self.skipped:
+            return None
+        first = self.errors[0].removeprefix(f"{self.source}: ") if self.errors else "?"
+        rows = "row" if self.skipped == 1 else "rows"
+        return f"skipped {self.skipped} malformed {rows} in {Path(self.source).name} (first: {first})"
+
 
 class _Rows:
     """Reads a text file line by line and collects rejected rows (raise, or skip and count)."""
@@ -91,12 +99,8 @@ class _Rows:
         self.path, self.skip_bad, self.errors = path, skip_bad, []
 
     def lines(self) -> Iterator[tuple[int, str]]:
-        # split("\n"), not splitlines(): SMS texts may hold \x0b, \x1c or \u2028, which splitlines breaks on.
-        lines = self.path.read_text(encoding="utf-8").split("\n")
-        if lines[-1] == "":  # the piece after the final newline is no row
-            lines.pop()
-        for number, line in enumerate(lines, start=1):
-            yield number, line.rstrip("\r")
+        # Split at "\n" only: SMS texts may hold \x0b, \x1c or \u2028, which splitlines breaks on.
+        return read_lines(self.path)
 
     def bad(self, where: int | str, expected: str, got: str) -> None:
         """``where``: a line number, or a JSON path for SQuAD."""
@@ -110,8 +114,11 @@ class _Rows:
         """``(line number, values of columns)`` per row of a TSV file with a header row (GLUE style);
         a row with the wrong number of fields is rejected (raise, or skip and count)."""
         lines = self.lines()
-        _, header_line = next(lines, (1, ""))
-        header = header_line.split("\t")
+        first = next(lines, None)
+        if first is None:
+            raise DataFormatError(f"{self.path}: the file is empty; expected a header row with column(s) "
+                                  f"{list(columns)}, then one row per example")
+        header = first[1].split("\t")
         missing = [c for c in columns if c not in header]
         if missing:
             raise DataFormatError(f"{self.path}: line 1: header lacks column(s) {missing}; got header {header}")
@@ -130,16 +137,26 @@ class _Rows:
         return list(allowed).index(value)
 
     def result(self, examples: list, label_names: list[str]) -> TaskData:
+        """The loaded data; no example at all is an error naming the file (not a failure later, far away)."""
+        if not examples:
+            why = (f"every row was malformed ({len(self.errors)} skipped; first: {self.errors[0]})" if self.errors
+                   else "it holds no rows (an empty file, or a header only)")
+            raise DataFormatError(f"{self.path}: no examples: {why}")
         return TaskData(examples, label_names, len(self.errors), str(self.path), self.errors)
 
 
 def _file(folder: str, files: dict[str, str], split: str, root: str | os.PathLike | None) -> Path:
     if split not in files:
-        raise KeyError(f"unknown split {split!r} for {folder}; available: {sorted(files)}")
+        raise InputKeyError(f"unknown split {split!r} for {folder}; available: {sorted(files)}")
     path = _data_root(root) / folder / files[split]
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (expected the offline copy of {folder}, see its README.md)")
     return path
+
+
+def _no_local_copy(root: str | os.PathLike | None) -> bool:
+    """No local data dir at all (Colab): the loaders read the hub's copy instead."""
+    return root is None and local_data_dir() is None
 
 
 # ---------------------------------------------------------------- local files
@@ -172,7 +189,7 @@ def load_tsv(path: str | os.PathLike, text_columns: Sequence[str], label_column:
 def load_sst2(split: str = "train", *, data_dir: str | os.PathLike | None = None, skip_bad: bool = False,
               hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """SST-2 (GLUE): ``train``, ``validation`` (dev.tsv) or ``test`` (test_labeled.tsv); 0 negative, 1 positive."""
-    if hub:
+    if hub or _no_local_copy(data_dir):
         return _from_hub("sst2", hub, split, hf_kwargs)
     files = {"train": "train.tsv", "validation": "dev.tsv", "test": "test_labeled.tsv"}
     return load_tsv(_file("sst2", files, split, data_dir), ["sentence"], "label", ["0", "1"], SST2_LABELS, skip_bad)
@@ -184,7 +201,7 @@ _TREC_LINE = re.compile(r"([A-Z]+):(\S+) (\S.*)")
 def load_trec(split: str = "train", *, data_dir: str | os.PathLike | None = None, skip_bad: bool = False,
               hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """TREC question classification, 6 coarse classes, from lines ``COARSE:fine question``."""
-    if hub:
+    if hub or _no_local_copy(data_dir):
         return _from_hub("trec", hub, split, hf_kwargs)
     rows = _Rows(_file("trec-qc", {"train": "train_5500.label", "test": "TREC_10.label"}, split, data_dir), skip_bad)
     examples = []
@@ -201,7 +218,7 @@ def load_trec(split: str = "train", *, data_dir: str | os.PathLike | None = None
 def load_sms_spam(split: str = "train", *, data_dir: str | os.PathLike | None = None, skip_bad: bool = False,
                   hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """SMS Spam Collection (``ham``/``spam``); one split only: use :func:`stratified_split`."""
-    if hub:
+    if hub or _no_local_copy(data_dir):
         return _from_hub("sms_spam", hub, split, hf_kwargs)
     rows = _Rows(_file("sms-spam", {"train": "SMSSpamCollection"}, split, data_dir), skip_bad)
     examples = []
@@ -221,7 +238,7 @@ def load_wnut17(split: str = "train", *, data_dir: str | os.PathLike | None = No
 
     With ``skip_bad`` a malformed line drops its whole sentence (a sentence with a hole is no example).
     """
-    if hub:
+    if hub or _no_local_copy(data_dir):
         return _from_hub("wnut_17", hub, split, hf_kwargs)
     files = {"train": "wnut17train.conll", "validation": "emerging.dev.conll", "test": "emerging.test.annotated"}
     rows = _Rows(_file("wnut17", files, split, data_dir), skip_bad)
@@ -250,34 +267,64 @@ def load_squad(split: str = "validation", *, data_dir: str | os.PathLike | None 
 
     Every answer is checked: ``context[start:start + len(text)] == text``. Errors name the JSON path.
     """
-    if hub:
+    if hub or _no_local_copy(data_dir):
         return _from_hub("squad", hub, split, hf_kwargs)
     files = {"validation": "dev-v1.1.json", "validation-2articles": "dev-v1.1.first2articles.json"}
     rows = _Rows(_file("squad-v1.1", files, split, data_dir), skip_bad)
-    try:
-        articles = json.loads(rows.path.read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise DataFormatError(f"{rows.path}: expected SQuAD JSON {{'version', 'data': [...]}}, got {err}") from err
     examples = []
-    for a, article in enumerate(articles):
-        for p, para in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(para.get("qas", [])):
-                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                try:
-                    example = QAExample(qa["id"], article["title"], para["context"], qa["question"],
-                                        [x["text"] for x in qa["answers"]], [x["answer_start"] for x in qa["answers"]])
-                except (KeyError, TypeError) as err:
-                    rows.bad(where, "keys id/question/answers[text, answer_start] and title/context",
-                             f"missing {err}")
-                    continue
-                bad = [(s, t) for s, t in zip(example.answer_starts, example.answer_texts)
-                       if example.context[s:s + len(t)] != t]
-                if bad or not example.answer_texts:
-                    rows.bad(where, "answers with context[start:start+len(text)] == text",
-                             f"{bad[0] if bad else 'no answers'}")
-                    continue
-                examples.append(example)
+    for where, article, para, qa in _squad_questions(rows, read_json(rows.path)):
+        try:
+            example = _squad_example(article, para, qa)
+        except (KeyError, TypeError) as err:
+            rows.bad(where, "keys id/question/answers[text, answer_start] and title/context (strings; "
+                     "answer_start an integer >= 0)", f"missing key {err}" if isinstance(err, KeyError) else str(err))
+            continue
+        bad = [(s, t) for s, t in zip(example.answer_starts, example.answer_texts)
+               if example.context[s:s + len(t)] != t]
+        if bad or not example.answer_texts:
+            rows.bad(where, "answers with context[start:start+len(text)] == text", f"{bad[0] if bad else 'no answers'}")
+            continue
+        examples.append(example)
     return rows.result(examples, [])
+
+
+def _squad_questions(rows: _Rows, doc: Any) -> Iterator[tuple[str, dict, dict, Any]]:
+    """``(JSON path, article, paragraph, question)`` per question; a malformed article or paragraph is a bad row."""
+    articles = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(articles, list):
+        got = f"an object with keys {sorted(doc)[:8]}" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        raise DataFormatError(f"{rows.path}: expected SQuAD JSON {{'version', 'data': [...]}}, got {got}")
+    for a, article in enumerate(articles):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            rows.bad(f"data[{a}]", "an article {'title', 'paragraphs': [...]}", repr(article))
+            continue
+        for p, para in enumerate(paragraphs):
+            qas = para.get("qas") if isinstance(para, dict) else None
+            if not isinstance(qas, list):
+                rows.bad(f"data[{a}].paragraphs[{p}]", "a paragraph {'context', 'qas': [...]}", repr(para))
+                continue
+            for q, qa in enumerate(qas):
+                yield f"data[{a}].paragraphs[{p}].qas[{q}]", article, para, qa
+
+
+def _squad_example(article: dict, para: dict, qa: Any) -> QAExample:
+    """One question: a missing key raises KeyError, a value of the wrong type TypeError."""
+    if not isinstance(qa, dict):
+        raise TypeError(f"a JSON {type(qa).__name__} instead of a question object")
+    answers = qa["answers"]
+    if not isinstance(answers, list) or not all(isinstance(x, dict) for x in answers):
+        raise TypeError(f"answers {answers!r} is not a list of {{text, answer_start}} objects")
+    example = QAExample(qa["id"], article["title"], para["context"], qa["question"],
+                        [x["text"] for x in answers], [x["answer_start"] for x in answers])
+    strings = {"id": example.id, "title": example.title, "context": example.context, "question": example.question}
+    for key, value in [*strings.items(), *(("answer text", t) for t in example.answer_texts)]:
+        if not isinstance(value, str):
+            raise TypeError(f"{key} {value!r} is not a string")
+    for start in example.answer_starts:
+        if not is_int(start, 0):
+            raise TypeError(f"answer_start {start!r} is not an integer >= 0")
+    return example
 
 
 # ---------------------------------------------------------------- Hugging Face datasets
@@ -309,12 +356,16 @@ def _from_hub(task: str, hub: bool | str, split: str, hf_kwargs: dict[str, Any])
     import datasets  # imported lazily: the offline loaders do not need it
 
     path, name = HUB_NAMES[task]
-    if hub is not True:
+    if hub not in (True, False):  # False: no local copy, the default hub data set
         path, name = hub, (name if hub == path else None)
     if name is not None:
         hf_kwargs.setdefault("name", name)
     ds = datasets.load_dataset(path, split=split, **hf_kwargs)
     source = f"datasets:{path}/{split}"
+    missing = [c for c in HUB_COLUMNS[task] if c not in ds.column_names]
+    if missing:
+        raise DataFormatError(f"{source}: expected columns {HUB_COLUMNS[task]}, found {ds.column_names} "
+                              f"(missing {missing})")
     if task in _HUB_TEXT:
         text_col, label_col, names = _HUB_TEXT[task]
         to_id = _class_ids(ds, label_col, names)

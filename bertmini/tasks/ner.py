@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from bertmini.tasks.classification import Encoded, count_truncated
+from bertmini.tasks.classification import Encoded, truncated_rows
 from bertmini.tasks.data import TokenExample
 
 __all__ = ["IGNORE_INDEX", "NerEncoded", "align_labels", "encode_ner", "word_predictions", "decode_ner"]
@@ -56,9 +56,9 @@ def encode_ner(examples: Sequence[TokenExample], tokenizer: Callable, max_length
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
     features = [{**{k: list(enc[k][i]) for k in keys}, "labels": align_labels(word_ids[i], e.tags)}
                 for i, e in enumerate(examples)]
-    n_truncated = count_truncated(enc["input_ids"], max_length, lambda rows: tokenizer(
+    truncated = truncated_rows(enc["input_ids"], max_length, lambda rows: tokenizer(
         [words[i] for i in rows], is_split_into_words=True, truncation=False))
-    return NerEncoded(features, n_truncated, word_ids, [len(w) for w in words])
+    return NerEncoded(features, len(truncated), truncated, word_ids=word_ids, n_words=[len(w) for w in words])
 
 
 def word_predictions(token_preds: Sequence[int], word_ids: Sequence[int | None], n_words: int,

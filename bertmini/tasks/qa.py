@@ -17,26 +17,30 @@ fast tokenizers do.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from bertmini.errors import InputError
 from bertmini.tasks.data import QAExample
 
 __all__ = ["QAFeatures", "prepare_qa_features", "answer_token_span", "best_spans", "best_answer_spans",
            "postprocess_qa", "split_squad_by_article"]
 
 Offsets = list[tuple[int, int] | None]
+MAX_QUERY_TOKENS = 64  # longer questions are cut, as in Google's run_squad.py (max_query_length)
 
 
 @dataclass
 class QAFeatures:
     """One feature per window: model inputs (with ``start_positions``/``end_positions``), the example it
-    came from, and per token its character span in the context (None outside the context)."""
+    came from, and per token its character span in the context (None outside the context); and which
+    examples' questions were cut to :data:`MAX_QUERY_TOKENS`."""
     features: list[dict[str, Any]]
     example_index: list[int]
     offsets: list[Offsets]
+    questions_cut: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -56,20 +60,44 @@ def answer_token_span(offsets: Offsets, start_char: int, end_char: int) -> tuple
     return start, end
 
 
+def _questions(examples: Sequence[QAExample], tokenizer: Callable, max_length: int, doc_stride: int
+               ) -> tuple[list[str], list[int]]:
+    """The questions as the windows take them, and the indices of those cut to :data:`MAX_QUERY_TOKENS`.
+
+    Every window holds ``[CLS] question [SEP] context [SEP]``; the context's room must exceed
+    ``doc_stride`` (the tokens neighbouring windows share), else the tokenizer cannot slide, so that is
+    checked here with the numbers, instead of failing inside the tokenizer.
+    """
+    # Some SQuAD questions start with many spaces, which would only eat into the context's room.
+    questions = [e.question.lstrip() for e in examples]
+    enc = tokenizer(questions, truncation=False, return_offsets_mapping=True)
+    cut = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) - 2 > MAX_QUERY_TOKENS]
+    for i in cut:  # offsets[k] is the k-th question token's span ([CLS] is token 0)
+        questions[i] = questions[i][:enc["offset_mapping"][i][MAX_QUERY_TOKENS][1]]
+    longest = max(min(len(ids) - 2, MAX_QUERY_TOKENS) for ids in enc["input_ids"])
+    room = max_length - longest - 3
+    if room <= doc_stride:
+        raise InputError(f"max_length {max_length} leaves {room} context tokens after the longest question "
+                         f"({longest} token{'' if longest == 1 else 's'}; longer ones are cut to {MAX_QUERY_TOKENS}) "
+                         f"and 3 special tokens; doc_stride {doc_stride} must be smaller: raise max_length or lower "
+                         "doc_stride")
+    return questions, cut
+
+
 def prepare_qa_features(examples: Sequence[QAExample], tokenizer: Callable, max_length: int = 384,
                         doc_stride: int = 128) -> QAFeatures:
     """Windows over each context with training targets from the first reference answer."""
     if not examples:
         raise ValueError("no examples to encode")
-    # Some SQuAD questions start with many spaces, which would only eat into the context's room.
-    enc = tokenizer([e.question.lstrip() for e in examples], text_pair=[e.context for e in examples],
+    questions, cut = _questions(examples, tokenizer, max_length, doc_stride)
+    enc = tokenizer(questions, text_pair=[e.context for e in examples],
                     truncation="only_second", max_length=max_length, stride=doc_stride,
                     return_overflowing_tokens=True, return_offsets_mapping=True)
     if not hasattr(enc, "sequence_ids"):
         raise TypeError(f"{type(tokenizer).__name__} output has no sequence_ids(); QA needs it to tell "
                         "question from context tokens (e.g. transformers.BertTokenizerFast)")
     keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-    out = QAFeatures([], [], [])
+    out = QAFeatures([], [], [], cut)
     for i, example_index in enumerate(enc["overflow_to_sample_mapping"]):
         example = examples[example_index]
         offsets = [tuple(span) if seq == 1 else None for span, seq in zip(enc["offset_mapping"][i],
