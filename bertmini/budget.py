@@ -6,7 +6,7 @@ any machine: a CPU with native bf16 reaches the cap, one without (fp32, about ha
 fewer steps in the same minutes.
 
 Calibration runs ``WARMUP_STEPS`` untimed steps (allocation, oneDNN kernel selection, compilation
-under ``compile``), then ``TIMED_STEPS`` timed ones, through the real step code (data loading and
+under ``compile``), then ``TIMED_STEPS`` timed ones (their median counts), through the real step code (data loading and
 collation included), on a deep copy of the model with a fresh optimizer. Every RNG and every
 ``stateful`` object (the masking collator) is restored afterwards, so the run is bit-identical to one
 given the chosen ``max_steps`` directly. Then::
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WARMUP_STEPS", "TIMED_STEPS", "MARGIN", "steps_for_budget", "measure_step_time"]
 
-WARMUP_STEPS, TIMED_STEPS, MARGIN = 2, 6, 0.9
+WARMUP_STEPS, TIMED_STEPS, MARGIN = 4, 9, 0.9
 clock = time.perf_counter  # module-level so that tests can fake the clock
 
 
@@ -97,12 +98,14 @@ def measure_step_time(trainer: Trainer) -> float:
         batches = _cycle(trainer.loader)
         for _ in range(WARMUP_STEPS):
             trainer._optimizer_step(batches)
-        _sync(trainer.device)
-        start = clock()
+        times = []
         for _ in range(TIMED_STEPS):
+            _sync(trainer.device)
+            start = clock()
             trainer._optimizer_step(batches)
-        _sync(trainer.device)
-        step_time = (clock() - start) / TIMED_STEPS
+            _sync(trainer.device)
+            times.append(clock() - start)
+        step_time = statistics.median(times)  # one step slowed by another process does not set the budget
     if trainer.world > 1:
         slowest = torch.tensor([step_time], dtype=torch.float64, device=trainer.device)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)

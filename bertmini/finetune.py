@@ -117,9 +117,11 @@ def train_one(task: Task, opts: FinetuneOptions, seed: int, model_path: Path, to
     model = task.model_cls.from_pretrained(model_path, **({"id2label": dict(enumerate(names))} if names else {}))
     weights = class_weights(opts.class_weights, data.train.features, len(names)) if opts.class_weights else None
     step = build_step(weights, opts.label_smoothing, opts.focal_gamma, opts.rdrop_alpha, opts.fgm_epsilon)
-    loader = BatchLoader(data.train.features, opts.batch_size, tokenizer.pad_token_id, opts.bucket, seed)
+    loader = BatchLoader(data.train.features, opts.batch_size, tokenizer.pad_token_id, opts.bucket, seed,
+                         opts.pad_to_multiple_of)
     scoring = dict(batch_size=opts.eval_batch_size, pad_token_id=tokenizer.pad_token_id, precision=opts.precision,
-                   n_best=opts.n_best, max_answer_length=opts.max_answer_length)
+                   n_best=opts.n_best, max_answer_length=opts.max_answer_length,
+                   pad_to_multiple_of=opts.pad_to_multiple_of)
     scratch = temp_dir(out / "train")  # this run's own, whatever else writes into `out`; becomes train/
     trainer = Trainer(model, loader, _train_config(opts, task, seed, scratch), train_step=step,
                       eval_fn=lambda m: evaluate(task, m, data.splits.eval, data.eval, names, **scoring).metrics)

@@ -18,7 +18,8 @@ __all__ = ["FinetuneOptions", "build_parser", "parse_options"]
 
 # The numeric options' valid values (the training ones, lr, epochs, warmup..., TrainConfig checks).
 _BOUNDS = {
-    **{name: integer(1) for name in ("batch_size", "eval_batch_size", "doc_stride", "max_answer_length", "n_best")},
+    **{name: integer(1) for name in ("batch_size", "eval_batch_size", "doc_stride", "max_answer_length", "n_best",
+                                     "pad_to_multiple_of")},
     **{name: integer(1, optional=True) for name in ("max_length", "max_train_examples", "max_eval_examples")},
     "n_errors": integer(0), "eval_fraction": number(0, 1, low_open=True, high_open=True),
     "label_smoothing": number(0, 1, high_open=True), "focal_gamma": number(0, optional=True),
@@ -47,6 +48,9 @@ class FinetuneOptions:
     batch_size: int = _opt(32, "int", "examples per micro-batch")
     eval_batch_size: int = _opt(64, "int", "examples per evaluation batch")
     bucket: bool = _opt(True, "bool", "length-bucketed batches (each padded to its own longest input)")
+    pad_to_multiple_of: int = _opt(1, "int", "round each batch's padded length up to a multiple of this (never "
+                                             "past the longest input), training and evaluation: few tensor shapes "
+                                             "keep CPU memory from growing over long runs (1: no rounding)")
     max_train_examples: int | None = _opt(None, "int", "train on a random subset of this many examples")
     max_eval_examples: int | None = _opt(None, "int", "evaluate on a random subset of this many examples")
     eval_fraction: float = _opt(0.1, "float", "dev share carved from train (trec, sms_spam) or of the SQuAD "

@@ -159,16 +159,19 @@ def build_step(weights: torch.Tensor | None, label_smoothing: float, focal_gamma
 
 
 class BatchLoader:
-    """Training batches padded to their own longest member; length-bucketed (``bucket``) or plainly
-    shuffled, in an order that depends only on ``seed + epoch`` (the Trainer calls ``set_epoch``)."""
+    """Training batches padded to their own longest member, rounded up to a multiple of
+    ``pad_to_multiple_of`` (never past the longest input: see :func:`~bertmini.tasks.classification.padded_width`);
+    length-bucketed (``bucket``) or plainly shuffled, in an order that depends only on ``seed + epoch``
+    (the Trainer calls ``set_epoch``). The order does not depend on ``pad_to_multiple_of``."""
 
     def __init__(self, features: Sequence[dict], batch_size: int, pad_token_id: int, bucket: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, pad_to_multiple_of: int = 1):
         if not features:
             raise ValueError("no training examples")
         self.features, self.batch_size, self.pad_token_id = features, batch_size, pad_token_id
         self.bucket, self.seed, self.epoch, self.examples_seen = bucket, seed, 0, 0
         self.lengths = [len(f["input_ids"]) for f in features]
+        self.pad_to_multiple_of, self.max_width = pad_to_multiple_of, max(self.lengths)
 
     @property
     def sampler(self) -> BatchLoader:  # the Trainer re-seeds each epoch through loader.sampler.set_epoch
@@ -190,7 +193,8 @@ class BatchLoader:
             batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in batches:
             self.examples_seen += len(batch)
-            yield pad_collate([self.features[i] for i in batch], self.pad_token_id)
+            yield pad_collate([self.features[i] for i in batch], self.pad_token_id, self.pad_to_multiple_of,
+                              self.max_width)
 
 
 @dataclass
@@ -206,9 +210,9 @@ def _names(entities: list[tuple[str, int, int]], words: Sequence[str]) -> list[s
 
 def evaluate(task: Task, model: nn.Module, examples: list, encoded: Any, label_names: Sequence[str],
              batch_size: int = 64, pad_token_id: int = 0, precision: str = "auto", n_best: int = 20,
-             max_answer_length: int = 30) -> Evaluation:
+             max_answer_length: int = 30, pad_to_multiple_of: int = 1) -> Evaluation:
     """Dev scores: accuracy/macro-F1 (classification), entity P/R/F1 on words (NER), EM/F1 (SQuAD)."""
-    outputs = forward_features(model, encoded.features, batch_size, pad_token_id, precision)
+    outputs = forward_features(model, encoded.features, batch_size, pad_token_id, precision, pad_to_multiple_of)
     if task.kind == "classification":
         confidence, preds = torch.stack(outputs).softmax(-1).max(-1)
         report = classification_report(preds, [e.label for e in examples], label_names)

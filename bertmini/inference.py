@@ -78,12 +78,15 @@ def check_max_length(max_length: int, folder: Path, option: str = "--max-length"
 
 @torch.no_grad()
 def forward_features(model: nn.Module, features: Sequence[Mapping[str, Any]], batch_size: int = 64,
-                     pad_token_id: int = 0, precision: str = "auto") -> list[torch.Tensor]:
+                     pad_token_id: int = 0, precision: str = "auto", pad_to_multiple_of: int = 1
+                     ) -> list[torch.Tensor]:
     """Per feature, in input order, the float32 CPU output cut to the feature's length:
     logits ``(C,)`` (sequence classification), ``(T, C)`` (token classification) or
     ``(T, 2)`` start/end logits (question answering). Only ``input_ids``/``token_type_ids``/
     ``attention_mask`` are fed; labels in the features are ignored. ``precision``: auto | fp32 | bf16 | fp16
-    (:mod:`bertmini.precision`), resolved once for the model's device."""
+    (:mod:`bertmini.precision`), resolved once for the model's device. ``pad_to_multiple_of`` rounds each
+    batch's padded length up (never past the longest feature), for few distinct tensor shapes; the outputs
+    do not change, as attention masks make the padded positions no-ops."""
     device = next(model.parameters()).device
     choice = resolve_precision(precision, device)
     lengths = [len(f["input_ids"]) for f in features]
@@ -93,7 +96,7 @@ def forward_features(model: nn.Module, features: Sequence[Mapping[str, Any]], ba
     try:
         for batch in bucket_batches(lengths, batch_size, shuffle=False):  # similar lengths: little padding
             inputs = pad_collate([{k: features[i][k] for k in INPUT_KEYS if k in features[i]} for i in batch],
-                                 pad_token_id)
+                                 pad_token_id, pad_to_multiple_of, max(lengths))
             with autocast(device, choice):
                 out = model(**{k: v.to(device) for k, v in inputs.items()})
             if getattr(out, "start_logits", None) is not None:

@@ -17,8 +17,11 @@ CALIBRATION_STEPS = WARMUP_STEPS + TIMED_STEPS
 
 
 def fake_clock(monkeypatch, step_time: float) -> None:
-    """The timed steps appear to take ``step_time`` s each; a third reading (a recalibration) fails."""
-    ticks = iter([1000.0, 1000.0 + step_time * TIMED_STEPS])
+    """Each timed step takes ``step_time`` s, except one that another process slowed 10x (the median
+    ignores it)."""
+    steps = [step_time] * TIMED_STEPS
+    steps[1] *= 10
+    ticks = iter([t for i, d in enumerate(steps) for t in (1000.0 * (i + 1), 1000.0 * (i + 1) + d)])
     monkeypatch.setattr(budget, "clock", lambda: next(ticks))
 
 

@@ -17,8 +17,9 @@ from bertmini import BertConfig, BertModel
 from bertmini.cli import main
 from bertmini.configfile import CONFIG_DIR
 from bertmini.finetune import _train_config, parse_options
-from bertmini.finetune_tasks import TASKS, build_step, class_weights
-from bertmini.inference import resolve_model_path
+from bertmini.finetune_tasks import TASKS, BatchLoader, build_step, class_weights
+from bertmini.heads import BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification
+from bertmini.inference import forward_features, resolve_model_path
 from bertmini.losses import FGM, LogitsLoss, RDrop
 from bertmini.tasks import SST2_LABELS, WNUT_LABELS
 from bertmini.tokenizer import WordPieceTokenizer
@@ -326,3 +327,64 @@ def test_shipped_configs_are_valid(path):
     opts = parse_options(["--config", str(path), "--model", "m"])
     assert path.stem.startswith(f"finetune_{opts.task}")
     assert _train_config(opts, TASKS[opts.task], opts.seed, Path("out")).early_stopping_mode == "max"
+
+
+# ---------------------------------------------------------------- padding to a multiple (few batch shapes)
+
+def _random_features(kind: str, n: int = 24) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    features = []
+    for _ in range(n):
+        length = int(torch.randint(4, 40, (1,), generator=g))
+        ids = torch.randint(5, 100, (length,), generator=g).tolist()
+        row = {"input_ids": ids, "token_type_ids": [0] * length, "attention_mask": [1] * length}
+        if kind == "classification":
+            row["labels"] = int(torch.randint(0, 3, (1,), generator=g))
+        elif kind == "ner":
+            row["labels"] = [-100] + torch.randint(0, 3, (length - 2,), generator=g).tolist() + [-100]
+        else:
+            start = int(torch.randint(1, length - 1, (1,), generator=g))
+            row["start_positions"], row["end_positions"] = start, start + 1
+        features.append(row)
+    return features
+
+
+@pytest.mark.parametrize("cls, kind", [(BertForSequenceClassification, "classification"),
+                                       (BertForTokenClassification, "ner"), (BertForQuestionAnswering, "qa")])
+def test_pad_to_multiple_of_changes_shapes_not_outputs(cls, kind):
+    """Rounding the padded length up adds only masked positions: same batches, same logits on the real
+    tokens; same losses for classification and NER (padded labels are -100). The span loss (as in HF)
+    puts padded positions in its softmax, so there only the logits are compared."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, id2label={0: "a", 1: "b", 2: "c"})
+    model = cls(config).eval()
+    features = _random_features(kind)
+    plain, rounded = (list(BatchLoader(features, 5, 0, seed=1, pad_to_multiple_of=m)) for m in (1, 16))
+    assert {b["input_ids"].shape[1] for b in rounded} <= {16, 32, 39}  # 39: the longest input, never past it
+    assert len({b["input_ids"].shape[1] for b in plain}) > 3
+    with torch.no_grad():
+        for a, b in zip(plain, rounded):
+            width = a["input_ids"].shape[1]
+            assert torch.equal(b["input_ids"][:, :width], a["input_ids"]) and not b["attention_mask"][:, width:].any()
+            out_a, out_b = model(**a), model(**b)
+            for key in ("logits", "start_logits", "end_logits"):
+                if getattr(out_a, key, None) is not None:
+                    x, y = getattr(out_a, key), getattr(out_b, key)
+                    y = y if y.dim() == 1 or (kind == "classification") else y[:, :width]
+                    mask = a["attention_mask"].bool() if x.dim() > 1 and kind != "classification" else None
+                    torch.testing.assert_close(y if mask is None else y[mask], x if mask is None else x[mask],
+                                               atol=1e-5, rtol=1e-5)
+            if kind != "qa":
+                torch.testing.assert_close(out_b.loss, out_a.loss, atol=1e-6, rtol=1e-5)
+    outputs = [forward_features(model, features, 7, 0, "fp32", pad_to_multiple_of=m) for m in (1, 32)]
+    for x, y in zip(*outputs):
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-5)
+
+
+def test_squad_config_pads_to_a_multiple():
+    opts = parse_options(["--config", "finetune_squad", "--model", "m"])
+    assert opts.pad_to_multiple_of == 32 and parse_options(["--task", "squad", "--model", "m"]).pad_to_multiple_of == 1
+    assert parse_options(["--config", "finetune_squad", "--model", "m", "pad_to_multiple_of=1"]).pad_to_multiple_of == 1
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        parse_options(["--task", "squad", "--model", "m", "--pad-to-multiple-of", "0"])

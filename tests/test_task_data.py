@@ -15,6 +15,7 @@ from bertmini.tasks import (
     bucket_batches, decode_ner, encode_classification, encode_ner, load_sms_spam, load_squad, load_sst2,
     load_trec, load_tsv, load_wnut17, pad_collate, split_squad_by_article, stratified_split,
 )
+from bertmini.tasks.classification import padded_width
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +272,34 @@ def test_pad_collate_pads_to_batch_max():
                        {"input_ids": [1, 2, 3, 4], "token_type_ids": [0, 0, 0, 0], "labels": [-100, 1, 2, -100]}])
     assert ner["labels"].tolist() == [[-100, 3, -100, -100], [-100, 1, 2, -100]]
     assert ner["token_type_ids"].dtype == torch.long and ner["token_type_ids"].shape == (2, 4)
+
+
+def test_pad_collate_rounds_up_to_a_multiple():
+    rows = [{"input_ids": [5, 6, 7], "labels": [-100, 1, -100]}, {"input_ids": [5], "labels": [-100]}]
+    batch = pad_collate(rows, pad_token_id=9, pad_to_multiple_of=4)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 9], [5, 9, 9, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 1, -100, -100], [-100] * 4]
+    assert pad_collate(rows, pad_to_multiple_of=8, max_width=5)["input_ids"].shape == (2, 5)  # capped
+    assert pad_collate(rows, pad_to_multiple_of=8, max_width=2)["input_ids"].shape == (2, 3)  # never cuts
+    assert pad_collate(rows, pad_to_multiple_of=1)["input_ids"].shape == (2, 3)
+    assert [padded_width(n, 32, 384) for n in (1, 32, 33, 370, 384)] == [32, 32, 64, 384, 384]
+    with pytest.raises(ValueError, match="pad_to_multiple_of must be >= 1, got 0"):
+        pad_collate(rows, pad_to_multiple_of=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(20, 384), min_size=1, max_size=600), st.integers(1, 32), st.integers(0, 3))
+def test_rounded_batches_have_few_shapes(lengths, batch_size, seed):
+    """A bucketed epoch padded to multiples of 32 has at most ceil(384 / 32) = 12 widths, each covering
+    its batch and at most 31 tokens past its longest input (the growth in memory came from one shape per batch)."""
+    widths = []
+    for batch in bucket_batches(lengths, batch_size, shuffle=True, seed=seed):
+        width = pad_collate([{"input_ids": [1] * lengths[i]} for i in batch], pad_to_multiple_of=32,
+                            max_width=max(lengths))["input_ids"].shape[1]
+        assert 0 <= width - max(lengths[i] for i in batch) < 32 and width <= max(lengths)
+        widths.append(width)
+    assert len(set(widths)) <= 12
 
 
 # ---------------------------------------------------------------- NER alignment

@@ -5,7 +5,9 @@ the classifier reads the final ``[CLS]`` vector. Inputs are cut to ``max_length`
 of cut inputs is reported, so a too-small ``max_length`` is visible rather than silent.
 
 Batches hold inputs of similar length (:func:`bucket_batches`) and are padded only to their own
-longest member (:func:`pad_collate`): on SST-2 this removes most of the padding work.
+longest member (:func:`pad_collate`): on SST-2 this removes most of the padding work. ``pad_to_multiple_of``
+rounds that length up, so that a long run sees a few tensor shapes instead of one per batch: on CPU, glibc's
+allocator fragments (the process's memory keeps growing) when every batch has a new shape.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import torch
 
 from bertmini.tasks.data import TextExample
 
-__all__ = ["Encoded", "truncated_rows", "count_truncated", "encode_classification", "bucket_batches", "pad_collate",
-           "stratified_split"]
+__all__ = ["Encoded", "truncated_rows", "count_truncated", "encode_classification", "bucket_batches", "padded_width",
+           "pad_collate", "stratified_split"]
 
 
 @dataclass
@@ -94,8 +96,20 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool = True
     return batches
 
 
-def pad_collate(features: Sequence[Mapping[str, Any]], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """Stack features into tensors, padding list-valued fields to the longest in this batch.
+def padded_width(longest: int, pad_to_multiple_of: int = 1, max_width: int | None = None) -> int:
+    """The padded length of a batch whose longest input has ``longest`` tokens: rounded up to a multiple
+    of ``pad_to_multiple_of``, but not past ``max_width`` (e.g. the longest input of the data set, so
+    rounding never makes an input longer than the model's positions allow) unless ``longest`` is past it."""
+    if pad_to_multiple_of < 1:
+        raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
+    width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    return width if max_width is None else max(longest, min(width, max_width))
+
+
+def pad_collate(features: Sequence[Mapping[str, Any]], pad_token_id: int = 0, pad_to_multiple_of: int = 1,
+                max_width: int | None = None) -> dict[str, torch.Tensor]:
+    """Stack features into tensors, padding list-valued fields to the longest in this batch, rounded up
+    by :func:`padded_width` (``pad_to_multiple_of``, ``max_width``).
 
     ``input_ids`` pad with ``pad_token_id``, ``token_type_ids`` and ``attention_mask`` with 0,
     list ``labels`` (NER) with -100 so the loss ignores them. An ``attention_mask`` is made if missing.
@@ -111,7 +125,8 @@ def pad_collate(features: Sequence[Mapping[str, Any]], pad_token_id: int = 0) ->
     for key in rows[0]:
         values = [row[key] for row in rows]
         if isinstance(values[0], (list, tuple)):
-            pad, width = pad_values.get(key, 0), max(len(v) for v in values)
+            pad, width = pad_values.get(key, 0), padded_width(max(len(v) for v in values), pad_to_multiple_of,
+                                                              max_width)
             values = [list(v) + [pad] * (width - len(v)) for v in values]
         batch[key] = torch.tensor(values)
     return batch
