@@ -5,7 +5,7 @@ sentences (BertForSequenceClassification), WNUT-17 tweets (BertForTokenClassific
 windows (BertForQuestionAnswering). Both sides get the same weights, batches, dtype, threads and
 optimizer (fused AdamW). Two batchings: "random" (shuffled, each batch padded to its longest input, as
 transformers' DataCollatorWithPadding does) and "bucketed" (similar lengths together,
-bertmini.tasks.bucket_batches). Prints examples/s.
+bertmini.finetuning.bucket_batches). Prints examples/s.
 
     python bench/bench_finetune.py [--task sst2|wnut17|squad] [--examples 1024] [--batch 32] [--max-length 64]
 """
@@ -17,12 +17,11 @@ import statistics
 import time
 
 import torch
-
-from bertmini.finetune_tasks import TASKS, encode, load_splits
-from bertmini.tasks import bucket_batches, pad_collate
-from bertmini.tokenizer import WordPieceTokenizer
-
 from bench_pretrain import autocast  # noqa: E402  (bench/ is the working directory or on sys.path)
+
+from bertmini.finetuning import bucket_batches, pad_collate
+from bertmini.finetuning.tasks import TASKS, encode, load_splits
+from bertmini.tokenizer import WordPieceTokenizer
 
 
 def make_batches(features: list[dict], batch: int, bucketed: bool, seed: int = 0) -> list[dict]:

@@ -12,15 +12,16 @@ tokens/s, the ratio, and the model FLOPs utilization when a peak is known (FLOPs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 
 import bertmini
 from bertmini import BertConfig
-from bertmini.checkpoint import load_state_dict
+from bertmini.hf_folder import load_state_dict
+from bertmini.precision import AUTOCAST_DTYPES
 
 # Dense bf16 peak TFLOP/s by device name, for MFU (override with --peak-tflops).
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "T4": 65.0}
@@ -59,9 +60,8 @@ def check_same_loss(ours: torch.nn.Module, theirs: torch.nn.Module, batch: dict)
 
 
 def autocast(device: torch.device, dtype: str):
-    if dtype == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+    """Both sides run in the same explicit precision (the choice is the benchmark's, not `auto`'s)."""
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype]) if AUTOCAST_DTYPES[dtype] else nullcontext()
 
 
 def make_step(model: torch.nn.Module, batch: dict, dtype: str, device: torch.device):

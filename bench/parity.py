@@ -7,14 +7,18 @@ save_pretrained and loaded by transformers), then the real all-MiniLM-L6-v2 chec
 """
 from __future__ import annotations
 
+import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
 import bertmini
 from bertmini import BertConfig
-from bertmini.checkpoint import load_state_dict
-from bertmini.parity import CLASSES, hf_twin, max_abs_diffs, model_outputs
+from bertmini.hf_folder import load_state_dict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the parity helpers live with the tests
+from hf_parity import CLASSES, hf_twin, max_abs_diffs, model_outputs  # noqa: E402
 
 
 def tiny(name: str) -> BertConfig:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import BertConfig
-from .ops import Dropout, dropout
+from bertmini.config import BertConfig
+from bertmini.ops import Dropout, dropout
 
 __all__ = ["scaled_dot_product_attention", "padding_mask", "selected_rows", "BertSelfAttention", "BertSelfOutput",
            "BertAttention"]

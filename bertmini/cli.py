@@ -8,9 +8,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "pretrain": ("bertmini.pretrain", "pretrain BERT with MLM (+NSP) from a YAML config"),
-    "finetune": ("bertmini.finetune", "fine-tune a checkpoint on sst2, trec, sms_spam, wnut17 or squad"),
-    "predict": ("bertmini.predict", "run a fine-tuned checkpoint on text or a file"),
+    "pretrain": ("bertmini.pretraining.cli", "pretrain BERT with MLM (+NSP) from a YAML config"),
+    "finetune": ("bertmini.finetuning.cli", "fine-tune a checkpoint on sst2, trec, sms_spam, wnut17 or squad"),
+    "predict": ("bertmini.finetuning.predict", "run a fine-tuned checkpoint on text or a file"),
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFormatError, is_int, is_number, read_json
+from bertmini.errors import DataFormatError, is_int, is_number, read_json
 
 __all__ = ["BertConfig", "PRESETS"]
 

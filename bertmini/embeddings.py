@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
-from .config import BertConfig
-from .ops import Dropout
+from bertmini.config import BertConfig
+from bertmini.ops import Dropout
 
 __all__ = ["sinusoidal_positions", "BertEmbeddings"]
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import BertAttention
-from .config import BertConfig
-from .ops import Dropout
+from bertmini.attention import BertAttention
+from bertmini.config import BertConfig
+from bertmini.ops import Dropout
 
 __all__ = ["ACT2FN", "BertIntermediate", "BertOutput", "BertLayer", "BertEncoder"]
 

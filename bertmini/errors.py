@@ -11,14 +11,15 @@ from __future__ import annotations
 import codecs
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 __all__ = ["InputError", "DataFormatError", "ConfigError", "InputKeyError", "INPUT_ERRORS", "message", "report",
            "require", "is_int", "is_number", "Bounds", "integer", "number", "read_bytes", "read_text", "read_lines",
-           "parse_json", "read_json"]
+           "read_tsv", "parse_json", "read_json"]
 
 
 class InputError(ValueError):
@@ -185,6 +186,35 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise _not_utf8(path, number, raw, err.start) from None
+
+
+def _reject(path: Path, line: int, expected: str, got: str) -> None:
+    raise DataFormatError(f"{path}: line {line}: expected {expected}, got {got[:80]!r}")
+
+
+def read_tsv(path: str | Path, columns: Sequence[str],
+             bad: Callable[[int, str, str], None] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, values of columns)`` per row of a GLUE-style TSV: a header row naming the columns,
+    tab-separated fields, no quoting. A row with the wrong number of fields goes to ``bad(line, expected,
+    got)`` (default: a :class:`DataFormatError` naming file and line); a row ``bad`` returns from is skipped."""
+    path = Path(path)
+    lines = read_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise DataFormatError(f"{path}: the file is empty; expected a header row with column(s) {list(columns)}, "
+                              "then one row per example")
+    header = first[1].split("\t")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(f"{path}: line 1: header lacks column(s) {missing}; got header {header}")
+    cols = [header.index(c) for c in columns]
+    for number, line in lines:
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            (bad or partial(_reject, path))(number, f"{len(header)} tab-separated fields ({', '.join(header)})",
+                                            f"{len(fields)} field(s): {line}")
+            continue
+        yield number, [fields[c] for c in cols]
 
 
 def parse_json(text: str, path: str | Path, line: int = 1) -> Any:

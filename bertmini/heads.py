@@ -12,17 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import BertConfig
-from .ops import Dropout
-from .encoder import ACT2FN
-from .model import BertModel, BertPreTrainedModel
-from .ops import linear_cross_entropy
+from bertmini.config import BertConfig
+from bertmini.encoder import ACT2FN
+from bertmini.model import BertModel, BertPreTrainedModel
+from bertmini.ops import Dropout, linear_cross_entropy
 
 __all__ = [
     "PreTrainingOutput", "MaskedLMOutput", "TaskOutput", "QAOutput", "BertForPreTraining", "BertForMaskedLM",
-    "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering",
+    "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering", "IGNORE_INDEX",
 ]
-IGNORE = -100
+
+IGNORE_INDEX = -100  # label of positions the losses skip (torch's cross-entropy default)
 
 
 @dataclass
@@ -101,7 +101,7 @@ def mlm_rows(labels: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Te
     those selected rows, which ones are masked."""
     if labels is None:
         return None, None
-    masked = labels != IGNORE
+    masked = labels != IGNORE_INDEX
     select = masked.clone()
     select[:, 0] = True
     return select, masked[select]
@@ -141,7 +141,7 @@ class _TiedMLM(BertPreTrainedModel):
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
                         output_hidden_states=output_hidden_states, select=select)
         hidden = out.last_hidden_state if masked is None else out.last_hidden_state[masked]
-        targets = None if labels is None else labels[labels != IGNORE]
+        targets = None if labels is None else labels[labels != IGNORE_INDEX]
         return (out, *masked_lm(self.cls.predictions, hidden, targets, self.training))
 
 
@@ -226,7 +226,7 @@ class BertForTokenClassification(_LinearHead):
     pooled = False
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):

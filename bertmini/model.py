@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .attention import padding_mask
-from .config import BertConfig
-from .embeddings import BertEmbeddings
-from .encoder import BertEncoder
+from bertmini.attention import padding_mask
+from bertmini.config import BertConfig
+from bertmini.embeddings import BertEmbeddings
+from bertmini.encoder import BertEncoder
+from bertmini.hf_folder import load_pretrained, save_pretrained
 
 __all__ = ["BertModelOutput", "BertPreTrainedModel", "BertPooler", "BertModel", "check_inputs"]
 
@@ -100,12 +101,10 @@ class BertPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any) -> "BertPreTrainedModel":
         """Load an HF-format folder (config.json + model.safetensors or pytorch_model.bin)."""
-        from .checkpoint import load_pretrained
         return load_pretrained(cls, path, **config_overrides)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + model.safetensors that transformers' BertFor*.from_pretrained loads."""
-        from .checkpoint import save_pretrained
         save_pretrained(self, path)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .precision import autocast_dtype
+from bertmini.precision import autocast_dtype
 
 __all__ = ["dropout", "Dropout", "linear_cross_entropy"]
 _INT15 = 2**15

@@ -17,8 +17,8 @@ import torch
 from tokenizers import Encoding, Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
-from .errors import DataFormatError, read_json, read_lines, read_text
-from .tokenizer_features import TRUNCATION, BatchEncoding, as_inputs, build_batch
+from bertmini.batch_encoding import TRUNCATION, BatchEncoding, as_inputs, build_batch
+from bertmini.errors import DataFormatError, read_json, read_lines, read_text
 
 __all__ = ["WordPieceTokenizer", "greedy_wordpiece", "SPECIAL_TOKENS"]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
-
+from bertmini.errors import InputError
 
 __all__ = ["fast_mode", "data_dir", "local_data_dir", "runs_dir", "get_device", "check_device", "set_seed"]
 

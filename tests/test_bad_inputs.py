@@ -15,22 +15,38 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bertmini import BertConfig, BertForPreTraining, BertModel
-from bertmini.checkpointing import load_checkpoint, restore_weights
 from bertmini.cli import main as cli
-from bertmini.configfile import CONFIG_DIR
-from bertmini.data.corpus import read_gutenberg, read_text_documents, read_tsv_column, read_wikitext
-from bertmini.data.pretraining import PretrainingDataset, build_or_load
 from bertmini.errors import DataFormatError, InputError, message, read_lines, read_text
-from bertmini.predict import _read_file
-from bertmini.tasks import (
-    SMS_LABELS, TREC_LABELS, WNUT_LABELS, TaskData, load_sms_spam, load_squad, load_sst2, load_trec, load_tsv,
+from bertmini.finetuning import (
+    SMS_LABELS,
+    TREC_LABELS,
+    WNUT_LABELS,
+    TaskData,
+    load_sms_spam,
+    load_squad,
+    load_sst2,
+    load_trec,
+    load_tsv,
     load_wnut17,
 )
+from bertmini.finetuning.predict import _read_file
+from bertmini.pretraining.build import build_or_load
+from bertmini.pretraining.corpus import read_gutenberg, read_text_documents, read_tsv_column, read_wikitext
+from bertmini.pretraining.examples import PretrainingDataset
 from bertmini.tokenizer import WordPieceTokenizer
-from bertmini.train_config import TrainConfig
+from bertmini.training.state import load_checkpoint, restore_weights
+from bertmini.training.yaml_config import CONFIG_DIR
 from bertmini.utils import get_device
+
 from strategies import (
-    conll_rows, file_bytes, jsonl_rows, sms_rows, squad_documents, trec_rows, tsv_rows, words,
+    conll_rows,
+    file_bytes,
+    jsonl_rows,
+    sms_rows,
+    squad_documents,
+    trec_rows,
+    tsv_rows,
+    words,
 )
 
 TINY = CONFIG_DIR / "pretrain_tiny_test.yaml"

@@ -2,7 +2,7 @@
 
 A chapter must not reach for the checkout's layout (``Path("..")``, ``"../runs"``, the old ``configs/``
 folder), change the working directory, or call ``data_dir()``, which raises where there is no local copy of
-the data sets. It names its data with ``bertmini.data.sources.data_text`` / ``local_data_dir()`` (hub
+the data sets. It names its data with ``bertmini.sources.data_text`` / ``local_data_dir()`` (hub
 fallback), its configs by their shipped names, and its runs folder once with ``runs_dir()``.
 
 (a) checks the code cells of every chapter statically; (b) executes one chapter, copied to a folder
@@ -27,7 +27,7 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 _MAGIC_CD = re.compile(r"^\s*[%!]\s*cd\b")  # the %cd magic (and !cd, which only looks like it)
 _FORBIDDEN_CALLS = {"chdir": "changes the working directory",
                     "data_dir": "data_dir() raises where there is no local data (Colab): use local_data_dir() "
-                                "or bertmini.data.sources.data_text"}
+                                "or bertmini.sources.data_text"}
 
 
 def _parent_path(text: str) -> bool:

@@ -7,7 +7,6 @@ import transformers
 from bertmini import BertConfig
 
 
-
 @pytest.mark.parametrize("name,layers,hidden", [("tiny", 2, 128), ("mini", 4, 256), ("small", 4, 512),
                                                 ("medium", 8, 512), ("base", 12, 768), ("large", 24, 1024)])
 def test_presets(name, layers, hidden):

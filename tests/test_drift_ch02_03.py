@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nbutils import load_notebook_defs, mutate
 
 from bertmini import BertConfig
 from bertmini.attention import BertAttention, padding_mask, scaled_dot_product_attention
+
+from nbutils import load_notebook_defs, mutate
 
 ROOT = Path(__file__).resolve().parents[1]
 CH02 = ROOT / "chapters" / "02_attention.ipynb"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bertmini import BertConfig, BertModel
+
 from nbutils import load_notebook_defs, mutate
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "06_bert.ipynb"

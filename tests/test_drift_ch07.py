@@ -1,4 +1,4 @@
-"""Chapter 7's inline NSP pairs and MLM masking must stay equal to ``bertmini.data``.
+"""Chapter 7's inline NSP pairs and MLM masking must stay equal to ``bertmini.pretraining``.
 
 The notebook's ``create_pairs`` and ``mask_tokens`` draw the same random numbers in the same order
 as the package, so they are tested for exact equality; the rules (§3.1, Appendix A.1/A.2) are
@@ -17,8 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bertmini.data import IGNORE_INDEX, create_nsp_examples, mask_tokens, nsp_tensors, read_wikitext
+from bertmini.pretraining import IGNORE_INDEX, create_nsp_examples, mask_tokens, nsp_tensors, read_wikitext
 from bertmini.utils import data_dir
+
 from nbutils import load_notebook_defs, mutate
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "07_pretraining_data.ipynb"

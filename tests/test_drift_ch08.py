@@ -3,7 +3,7 @@
 ``sparse_mlm_loss`` (gather the masked rows, project, cross-entropy) is checked against the dense
 cross-entropy with ``ignore_index=-100`` and against ``BertForPreTraining``'s loss in eval mode
 (sparse rows, unfused) and in train mode without dropout (sparse rows, fused kernel), gradients
-included; ``warmup_then_linear_decay`` against ``bertmini.optim.lr_lambda``. Each comparison is a
+included; ``warmup_then_linear_decay`` against ``bertmini.training.optim.lr_lambda``. Each comparison is a
 function that also runs on mutated copies of the notebook (loss averaged over every token, NSP on the
 unpooled [CLS], warmup off by one, ...) and must fail there.
 """
@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bertmini import BertConfig, BertForPreTraining
-from bertmini.data import IGNORE_INDEX
-from bertmini.optim import lr_lambda
+from bertmini.pretraining import IGNORE_INDEX
+from bertmini.training.optim import lr_lambda
+
 from nbutils import excess, load_notebook_defs, mutate
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "08_pretraining.ipynb"

@@ -24,12 +24,24 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bertmini import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel, losses, metrics
-from bertmini.finetune_tasks import class_weights
-from bertmini.optim import param_groups
-from bertmini.tasks import WNUT_LABELS, QAFeatures, align_labels, best_spans, bucket_batches, load_squad, \
-    postprocess_qa, prepare_qa_features, word_predictions
+from bertmini import BertConfig, BertForQuestionAnswering, BertForSequenceClassification, BertModel
+from bertmini.finetuning import (
+    WNUT_LABELS,
+    QAFeatures,
+    align_labels,
+    best_spans,
+    bucket_batches,
+    load_squad,
+    losses,
+    metrics,
+    postprocess_qa,
+    prepare_qa_features,
+    word_predictions,
+)
+from bertmini.finetuning.losses import class_weights
 from bertmini.tokenizer import WordPieceTokenizer
+from bertmini.training.optim import param_groups
+
 from nbutils import excess, load_notebook_defs, mutate
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
@@ -94,7 +106,7 @@ def test_pooled_classifier_equals_bert_for_sequence_classification():
 
 
 def check_layerwise_lr(layerwise_lr, decay: float) -> None:
-    """Every parameter's notebook LR is the one of its group in bertmini.optim.param_groups."""
+    """Every parameter's notebook LR is the one of its group in bertmini.training.optim.param_groups."""
     model = BertForSequenceClassification(TINY)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = param_groups(model, lr=1e-3, weight_decay=0.01, layerwise_lr_decay=decay)

@@ -7,8 +7,9 @@ import transformers
 
 import bertmini
 from bertmini import BertConfig
-from bertmini.checkpoint import load_state_dict
-from bertmini.parity import CLASSES, hf_twin, max_abs_diffs, model_outputs
+from bertmini.hf_folder import load_state_dict
+
+from hf_parity import CLASSES, hf_twin, max_abs_diffs, model_outputs
 
 ATOL = 1e-5
 

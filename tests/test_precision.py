@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from bertmini import precision as P
-from bertmini.finetune_options import FinetuneOptions
-from bertmini.inference import forward_features
+from bertmini.finetuning.inference import forward_features
+from bertmini.finetuning.options import FinetuneOptions
+from bertmini.finetuning.predict import build_parser as predict_parser
 from bertmini.ops import linear_cross_entropy
 from bertmini.precision import PRECISIONS, autocast, autocast_dtype, resolve_precision
-from bertmini.predict import build_parser as predict_parser
-from bertmini.train_config import TrainConfig
-from bertmini.training import Trainer
-from test_training import Toy, config, make_data, tiny_bert
+from bertmini.training.train_config import TrainConfig
+from bertmini.training.trainer import Trainer
+
+from test_training_trainer import Toy, config, make_data, tiny_bert
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 

@@ -20,12 +20,13 @@ import pytest
 import torch
 
 from bertmini import BertConfig, BertForSequenceClassification, BertModel
-from bertmini.checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, save_model
 from bertmini.cli import main as cli
-from bertmini.configfile import CONFIG_DIR
-from bertmini.pretrain_setup import ConfigError, load_settings
+from bertmini.errors import ConfigError
+from bertmini.pretraining.settings import load_settings
 from bertmini.runfolder import LOCK_NAME, lock_folder, sweep_temps
 from bertmini.tokenizer import WordPieceTokenizer
+from bertmini.training.state import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, save_model
+from bertmini.training.yaml_config import CONFIG_DIR
 
 FAST = ["--max-train-examples", "16", "--max-eval-examples", "8", "--max-steps", "2", "--batch-size", "8",
         "--max-length", "32", "--log-every", "1", "--no-progress"]

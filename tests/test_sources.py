@@ -11,11 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from bertmini.data import sources
-from bertmini.data.corpus import read_gutenberg, read_wikitext
-from bertmini.pretrain_setup import iter_documents
-from bertmini.tasks import (SMS_LABELS, SST2_LABELS, TREC_LABELS, WNUT_LABELS, DataFormatError, load_sms_spam,
-                            load_squad, load_sst2, load_trec, load_wnut17)
+from bertmini import sources
+from bertmini.finetuning import (
+    SMS_LABELS,
+    SST2_LABELS,
+    TREC_LABELS,
+    WNUT_LABELS,
+    DataFormatError,
+    load_sms_spam,
+    load_squad,
+    load_sst2,
+    load_trec,
+    load_wnut17,
+)
+from bertmini.pretraining.build import iter_documents
+from bertmini.pretraining.corpus import read_gutenberg, read_wikitext
 from bertmini.utils import data_dir, local_data_dir
 
 datasets = pytest.importorskip("datasets")

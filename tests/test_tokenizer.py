@@ -9,10 +9,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nbutils import load_notebook_defs
 
 from bertmini.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, greedy_wordpiece
 from bertmini.utils import data_dir
+
+from nbutils import load_notebook_defs
 
 transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,7 +275,7 @@ def test_overflow_windows_match_transformers(real, minilm_dir, max_length, strid
 
 
 def test_ner_and_qa_features_equal_transformers(real, minilm_dir):
-    from bertmini.tasks import encode_ner, load_squad, load_wnut17, prepare_qa_features
+    from bertmini.finetuning import encode_ner, load_squad, load_wnut17, prepare_qa_features
 
     hf = transformers.BertTokenizerFast.from_pretrained(minilm_dir)
     sentences = load_wnut17("validation").examples[:150]
