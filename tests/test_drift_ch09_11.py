@@ -227,6 +227,7 @@ def fgm_excess(fgm_step, epsilon: float = 1.0) -> float:
                + [0.0 if restored else float("inf")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epsilon", [0.1, 1.0, 5.0])
 def test_fgm_step_equals_bertmini_fgm(epsilon):
     assert fgm_excess(CH09["fgm_step"], epsilon) <= 1

@@ -27,6 +27,8 @@ from bertmini.training.batching import BatchLoader
 from bertmini.training.yaml_config import CONFIG_DIR
 from bertmini.utils import data_dir
 
+pytestmark = pytest.mark.slow  # end-to-end fine-tuning runs: not in the quick subset (pytest -m 'not slow')
+
 transformers = pytest.importorskip("transformers")
 FAST = ["--max-train-examples", "32", "--max-eval-examples", "24", "--max-steps", "3", "--batch-size", "8",
         "--max-length", "48", "--no-progress"]

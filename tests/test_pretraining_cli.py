@@ -21,6 +21,8 @@ from bertmini.pretraining.settings import load_settings
 from bertmini.tokenizer import WordPieceTokenizer
 from bertmini.training.yaml_config import CONFIG_DIR as CONFIGS
 
+pytestmark = pytest.mark.slow  # end-to-end pretraining runs: not in the quick subset (pytest -m 'not slow')
+
 TINY = CONFIGS / "pretrain_tiny_test.yaml"
 
 

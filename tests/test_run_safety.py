@@ -28,6 +28,8 @@ from bertmini.tokenizer import WordPieceTokenizer
 from bertmini.training.state import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, save_model
 from bertmini.training.yaml_config import CONFIG_DIR
 
+pytestmark = pytest.mark.slow  # real processes and runs: not in the quick subset (pytest -m 'not slow')
+
 FAST = ["--max-train-examples", "16", "--max-eval-examples", "8", "--max-steps", "2", "--batch-size", "8",
         "--max-length", "32", "--log-every", "1", "--no-progress"]
 TINY = CONFIG_DIR / "pretrain_tiny_test.yaml"

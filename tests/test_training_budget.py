@@ -14,6 +14,8 @@ from bertmini.training.trainer import Trainer
 
 from test_training_trainer import Crash, Toy, config, make_data
 
+pytestmark = pytest.mark.slow  # calibrated training runs: not in the quick subset (pytest -m 'not slow')
+
 CALIBRATION_STEPS = WARMUP_STEPS + TIMED_STEPS
 
 

@@ -337,6 +337,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks(tmp_path):
     """torchrun with 2 CPU processes (gloo): ranks stay identical, equal one process on the joined
     batches, and a resumed run repeats each rank's losses exactly."""
