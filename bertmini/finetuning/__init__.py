@@ -12,8 +12,7 @@ from bertmini.finetuning.classification import (
     stratified_split,
     truncated_rows,
 )
-from bertmini.finetuning.loaders import (
-    HUB_NAMES,
+from bertmini.finetuning.examples import (
     SMS_LABELS,
     SST2_LABELS,
     TREC_LABELS,
@@ -22,13 +21,9 @@ from bertmini.finetuning.loaders import (
     TaskData,
     TextExample,
     TokenExample,
-    load_sms_spam,
-    load_squad,
-    load_sst2,
-    load_trec,
-    load_tsv,
-    load_wnut17,
 )
+from bertmini.finetuning.hub import HUB_NAMES
+from bertmini.finetuning.loaders import load_sms_spam, load_squad, load_sst2, load_trec, load_tsv, load_wnut17
 from bertmini.finetuning.ner import IGNORE_INDEX, NerEncoded, align_labels, decode_ner, encode_ner, word_predictions
 from bertmini.finetuning.qa import (
     QAFeatures,

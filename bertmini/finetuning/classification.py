@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from bertmini.finetuning.loaders import TextExample
+from bertmini.finetuning.examples import TextExample
 
 __all__ = ["Encoded", "truncated_rows", "count_truncated", "encode_classification", "stratified_split"]
 

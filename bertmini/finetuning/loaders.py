@@ -1,9 +1,10 @@
 """Loaders for the fine-tuning data sets of Part III (BERT paper §4: GLUE, SQuAD; §5.3: NER).
 
 Each ``load_<task>(split)`` reads the offline copy under :func:`bertmini.utils.data_dir` and returns a
-:class:`TaskData`: a list of examples, the label names (label ids index into them) and how many bad rows
-were skipped. With ``hub=True`` (or a ``datasets`` path such as ``"csv"``/``"json"`` plus its keyword
-arguments) the same task is read through Hugging Face ``datasets`` into the same examples.
+:class:`~bertmini.finetuning.examples.TaskData`: a list of examples, the label names (label ids index into
+them) and how many bad rows were skipped. With ``hub=True`` (or a ``datasets`` path such as
+``"csv"``/``"json"`` plus its keyword arguments), or when there is no local data dir at all, the same task
+is read through Hugging Face ``datasets`` into the same examples (:mod:`bertmini.finetuning.hub`).
 
 Bad input fails loudly, naming file, line, what was expected and what was found; ``skip_bad=True``
 skips malformed rows and counts them instead. An unknown label is always an error: skipping it would
@@ -13,84 +14,27 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from bertmini.errors import DataFormatError, InputKeyError, is_int, read_json, read_lines, read_tsv
+from bertmini.finetuning.examples import (
+    SMS_LABELS,
+    SST2_LABELS,
+    TREC_LABELS,
+    WNUT_LABELS,
+    QAExample,
+    TaskData,
+    TextExample,
+    TokenExample,
+)
+from bertmini.finetuning.hub import load_from_hub
 from bertmini.utils import data_dir as _data_root
 from bertmini.utils import local_data_dir
 
 __all__ = [
-    "DataFormatError", "TextExample", "TokenExample", "QAExample", "TaskData",
-    "SST2_LABELS", "TREC_LABELS", "SMS_LABELS", "WNUT_LABELS", "HUB_NAMES",
     "load_tsv", "load_sst2", "load_trec", "load_sms_spam", "load_wnut17", "load_squad",
 ]
-
-# Label orders follow the Hugging Face datasets, so ids agree between the local and the hub path.
-SST2_LABELS = ["negative", "positive"]
-TREC_LABELS = ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"]
-SMS_LABELS = ["ham", "spam"]
-WNUT_LABELS = ["O", "B-corporation", "I-corporation", "B-creative-work", "I-creative-work", "B-group",
-               "I-group", "B-location", "I-location", "B-person", "I-person", "B-product", "I-product"]
-HUB_NAMES = {"sst2": ("nyu-mll/glue", "sst2"), "trec": ("CogComp/trec", None),
-             "sms_spam": ("ucirvine/sms_spam", None), "wnut_17": ("leondz/wnut_17", None),
-             "squad": ("rajpurkar/squad", None)}
-# The columns each hub data set must have (its schema), read into the same examples as the local files.
-HUB_COLUMNS = {"sst2": ["sentence", "label"], "trec": ["text", "coarse_label"], "sms_spam": ["sms", "label"],
-               "wnut_17": ["tokens", "ner_tags"], "squad": ["id", "title", "context", "question", "answers"]}
-
-
-@dataclass(frozen=True)
-class TextExample:
-    """One (sentence or sentence-pair) classification example; ``label`` indexes ``TaskData.label_names``."""
-    text_a: str
-    label: int
-    text_b: str | None = None
-    guid: str = ""
-
-
-@dataclass(frozen=True)
-class TokenExample:
-    """One NER sentence: words and one tag id per word."""
-    tokens: list[str]
-    tags: list[int]
-    guid: str = ""
-
-
-@dataclass(frozen=True)
-class QAExample:
-    """One SQuAD question; ``answer_starts`` are character offsets into ``context``."""
-    id: str
-    title: str
-    context: str
-    question: str
-    answer_texts: list[str]
-    answer_starts: list[int]
-
-
-@dataclass
-class TaskData:
-    """Examples, label names (ids index them), rows skipped with ``skip_bad`` and why, and the source."""
-    examples: list
-    label_names: list[str]
-    skipped: int = 0
-    source: str = ""
-    errors: list[str] = field(default_factory=list, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __iter__(self) -> Iterator:
-        return iter(self.examples)
-
-    def skip_summary(self) -> str | None:
-        """``skipped 3 malformed rows in train.tsv (first: line 5: ...)``, or None when nothing was skipped."""
-        if not self.skipped:
-            return None
-        first = self.errors[0].removeprefix(f"{self.source}: ") if self.errors else "?"
-        rows = "row" if self.skipped == 1 else "rows"
-        return f"skipped {self.skipped} malformed {rows} in {Path(self.source).name} (first: {first})"
 
 
 class _Rows:
@@ -169,7 +113,7 @@ def load_sst2(split: str = "train", *, data_dir: str | os.PathLike | None = None
               hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """SST-2 (GLUE): ``train``, ``validation`` (dev.tsv) or ``test`` (test_labeled.tsv); 0 negative, 1 positive."""
     if hub or _no_local_copy(data_dir):
-        return _from_hub("sst2", hub, split, hf_kwargs)
+        return load_from_hub("sst2", hub, split, hf_kwargs)
     files = {"train": "train.tsv", "validation": "dev.tsv", "test": "test_labeled.tsv"}
     return load_tsv(_file("sst2", files, split, data_dir), ["sentence"], "label", ["0", "1"], SST2_LABELS, skip_bad)
 
@@ -181,7 +125,7 @@ def load_trec(split: str = "train", *, data_dir: str | os.PathLike | None = None
               hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """TREC question classification, 6 coarse classes, from lines ``COARSE:fine question``."""
     if hub or _no_local_copy(data_dir):
-        return _from_hub("trec", hub, split, hf_kwargs)
+        return load_from_hub("trec", hub, split, hf_kwargs)
     rows = _Rows(_file("trec-qc", {"train": "train_5500.label", "test": "TREC_10.label"}, split, data_dir), skip_bad)
     examples = []
     for number, line in rows.lines():
@@ -198,7 +142,7 @@ def load_sms_spam(split: str = "train", *, data_dir: str | os.PathLike | None = 
                   hub: bool | str = False, **hf_kwargs: Any) -> TaskData:
     """SMS Spam Collection (``ham``/``spam``); one split only: use :func:`stratified_split`."""
     if hub or _no_local_copy(data_dir):
-        return _from_hub("sms_spam", hub, split, hf_kwargs)
+        return load_from_hub("sms_spam", hub, split, hf_kwargs)
     rows = _Rows(_file("sms-spam", {"train": "SMSSpamCollection"}, split, data_dir), skip_bad)
     examples = []
     for number, line in rows.lines():
@@ -218,7 +162,7 @@ def load_wnut17(split: str = "train", *, data_dir: str | os.PathLike | None = No
     With ``skip_bad`` a malformed line drops its whole sentence (a sentence with a hole is no example).
     """
     if hub or _no_local_copy(data_dir):
-        return _from_hub("wnut_17", hub, split, hf_kwargs)
+        return load_from_hub("wnut_17", hub, split, hf_kwargs)
     files = {"train": "wnut17train.conll", "validation": "emerging.dev.conll", "test": "emerging.test.annotated"}
     rows = _Rows(_file("wnut17", files, split, data_dir), skip_bad)
     examples, tokens, tags, start, broken = [], [], [], 0, False
@@ -247,7 +191,7 @@ def load_squad(split: str = "validation", *, data_dir: str | os.PathLike | None 
     Every answer is checked: ``context[start:start + len(text)] == text``. Errors name the JSON path.
     """
     if hub or _no_local_copy(data_dir):
-        return _from_hub("squad", hub, split, hf_kwargs)
+        return load_from_hub("squad", hub, split, hf_kwargs)
     files = {"validation": "dev-v1.1.json", "validation-2articles": "dev-v1.1.first2articles.json"}
     rows = _Rows(_file("squad-v1.1", files, split, data_dir), skip_bad)
     examples = []
@@ -308,54 +252,4 @@ def _squad_example(article: dict, para: dict, qa: Any) -> QAExample:
 
 # ---------------------------------------------------------------- Hugging Face datasets
 
-def _class_ids(dataset: Any, column: str, names: list[str]) -> Callable[[Any], int]:
-    """Map a label column (ClassLabel ids, plain ids or strings) to ids into ``names``, by name."""
-    feature = dataset.features[column]
-    hub_names = getattr(getattr(feature, "feature", feature), "names", None)  # Sequence(ClassLabel) for NER
-    if hub_names is not None and sorted(hub_names) != sorted(names):
-        raise DataFormatError(f"column {column!r} has labels {hub_names}; expected {names}")
 
-    def convert(value: Any) -> int:
-        if hub_names is not None and isinstance(value, int) and 0 <= value < len(hub_names):
-            value = hub_names[value]  # an id outside (GLUE hides test labels as -1) fails below
-        if value in names:
-            return names.index(value)
-        if hub_names is None and isinstance(value, int) and 0 <= value < len(names):
-            return value
-        raise DataFormatError(f"column {column!r}: unknown label {value!r}; allowed: {names} or their ids")
-    return convert
-
-
-_HUB_TEXT = {"sst2": ("sentence", "label", SST2_LABELS), "trec": ("text", "coarse_label", TREC_LABELS),
-             "sms_spam": ("sms", "label", SMS_LABELS)}
-
-
-def _from_hub(task: str, hub: bool | str, split: str, hf_kwargs: dict[str, Any]) -> TaskData:
-    """Load ``task`` with ``datasets.load_dataset`` (hub name, or a local builder like "json") into our examples."""
-    import datasets  # imported lazily: the offline loaders do not need it
-
-    path, name = HUB_NAMES[task]
-    if hub not in (True, False):  # False: no local copy, the default hub data set
-        path, name = hub, (name if hub == path else None)
-    if name is not None:
-        hf_kwargs.setdefault("name", name)
-    ds = datasets.load_dataset(path, split=split, **hf_kwargs)
-    source = f"datasets:{path}/{split}"
-    missing = [c for c in HUB_COLUMNS[task] if c not in ds.column_names]
-    if missing:
-        raise DataFormatError(f"{source}: expected columns {HUB_COLUMNS[task]}, found {ds.column_names} "
-                              f"(missing {missing})")
-    if task in _HUB_TEXT:
-        text_col, label_col, names = _HUB_TEXT[task]
-        to_id = _class_ids(ds, label_col, names)
-        examples = [TextExample(row[text_col].strip(), to_id(row[label_col]), None, f"{source}:{i}")
-                    for i, row in enumerate(ds)]
-        return TaskData(examples, names, 0, source)
-    if task == "wnut_17":
-        to_id = _class_ids(ds, "ner_tags", WNUT_LABELS)
-        examples = [TokenExample(list(row["tokens"]), [to_id(t) for t in row["ner_tags"]], f"{source}:{i}")
-                    for i, row in enumerate(ds)]
-        return TaskData(examples, WNUT_LABELS, 0, source)
-    examples = [QAExample(row["id"], row["title"], row["context"], row["question"], list(row["answers"]["text"]),
-                          list(row["answers"]["answer_start"])) for row in ds]
-    return TaskData(examples, [], 0, source)

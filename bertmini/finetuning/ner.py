@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from bertmini.finetuning.classification import Encoded, truncated_rows
-from bertmini.finetuning.loaders import TokenExample
+from bertmini.finetuning.examples import TokenExample
 from bertmini.heads import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX", "NerEncoded", "align_labels", "encode_ner", "word_predictions", "decode_ner"]

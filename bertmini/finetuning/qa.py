@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from bertmini.errors import InputError
-from bertmini.finetuning.loaders import QAExample
+from bertmini.finetuning.examples import QAExample
 
 __all__ = ["QAFeatures", "prepare_qa_features", "answer_token_span", "best_spans", "best_answer_spans",
            "postprocess_qa", "split_squad_by_article"]
