@@ -113,3 +113,12 @@ def excess(actual, expected, rtol: float = 1.3e-6, atol: float = 1e-5) -> float:
         return 0.0
     ratio = ((a - e).abs() / (atol + rtol * e.abs())).masked_fill(a == e, 0.0)  # equal infinities are equal
     return ratio.nan_to_num(nan=math.inf).max().item()
+
+
+def fails(check, *args) -> bool:
+    """Whether `check(*args)` raises AssertionError (any other exception is an error of the test itself)."""
+    try:
+        check(*args)
+    except AssertionError:
+        return True
+    return False

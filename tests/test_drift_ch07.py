@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bertmini.pretraining import IGNORE_INDEX, create_nsp_examples, mask_tokens, nsp_tensors, read_wikitext
 from bertmini.utils import data_dir
 
-from nbutils import load_notebook_defs, mutate
+from nbutils import fails, load_notebook_defs, mutate
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "chapters" / "07_pretraining_data.ipynb"
 NAMES = ["create_pairs", "to_bert_input", "mask_tokens"]
@@ -206,15 +206,6 @@ def fixed_documents(seed: int) -> list[list[list[int]]]:
             docs[-1].append(list(range(next_id, next_id + n)))
             next_id += n
     return docs
-
-
-def fails(check, *args) -> bool:
-    """Whether `check(*args)` raises AssertionError (any other exception is an error of the test itself)."""
-    try:
-        check(*args)
-    except AssertionError:
-        return True
-    return False
 
 
 def ch07_fails(defs: dict, definition: str, rules: bool = False) -> bool:

@@ -42,7 +42,7 @@ from bertmini.finetuning.losses import class_weights
 from bertmini.tokenizer import WordPieceTokenizer
 from bertmini.training.optim import param_groups
 
-from nbutils import excess, load_notebook_defs, mutate
+from nbutils import excess, fails, load_notebook_defs, mutate
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 NB09, NB10, NB11 = (CHAPTERS / f"{name}.ipynb" for name in
@@ -62,14 +62,6 @@ def mutated(nb_path: Path, names: list[str], definition: str, old: str, new: str
     keyword = "class" if definition[0].isupper() else "def"
     return load_notebook_defs(mutate(nb_path, f"{keyword} {definition}(", old, new, tmp_path), names)
 
-
-def fails(check, *args) -> bool:
-    """Whether `check(*args)` raises AssertionError (any other exception is an error of the test itself)."""
-    try:
-        check(*args)
-    except AssertionError:
-        return True
-    return False
 
 TINY = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32,
                   max_position_embeddings=32)
