@@ -171,7 +171,7 @@ def run(opts: FinetuneOptions) -> dict[str, Any]:
     _train_config(opts, task, opts.seed, out)  # check the training options before the slow data preparation
     model_path = resolve_model_path(opts.model)
     check_max_length(opts.max_length, model_path)  # like the device, before the slow data preparation
-    get_device(None if opts.device == "auto" else opts.device)
+    get_device(opts.device)  # a bad --device fails here, before the slow data preparation
     refuse_overlap(model_path, out, "--model", "--out")  # --overwrite included: it would delete the input
     _refuse_existing(out, opts.overwrite)  # before the lock too, so that a refused folder is left as it was
     with lock_folder(out, "choose another --out"):

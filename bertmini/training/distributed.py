@@ -26,7 +26,7 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device, bool
     whoever created it destroys it). Each process drives the GPU numbered by its LOCAL_RANK.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = get_device(None if device == "auto" else device)
+    dev = get_device(device)
     if world == 1:
         return 0, 1, dev, False
     if dev.type == "cuda":
