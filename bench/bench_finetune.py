@@ -5,7 +5,9 @@ sentences (BertForSequenceClassification), WNUT-17 tweets (BertForTokenClassific
 windows (BertForQuestionAnswering). Both sides get the same weights, batches, dtype, threads and
 optimizer (fused AdamW). Two batchings: "random" (shuffled, each batch padded to its longest input, as
 transformers' DataCollatorWithPadding does) and "bucketed" (similar lengths together,
-bertmini.finetuning.bucket_batches). Prints examples/s.
+bertmini.finetuning.bucket_batches). Prints examples/s: medians of `--rounds` passes, the sides
+alternating, and the round spread (slowest / fastest pass - 1: above ~10% the machine was busy).
+bench/bench_efficiency.py times chapter 13's ladder of levers the same way.
 
     python bench/bench_finetune.py [--task sst2|wnut17|squad] [--examples 1024] [--batch 32] [--max-length 64]
 """
@@ -57,7 +59,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--doc-stride", type=int, default=128, help="squad: tokens shared by neighbouring windows")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes per side, alternating; medians")
     parser.add_argument("--dtypes", default="fp32,bf16")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -83,17 +85,21 @@ def main() -> None:
           f"batch {args.batch}, max_length {args.max_length}, cpu {args.threads} threads, "
           f"torch {torch.__version__}, transformers {transformers.__version__}; same loss on a batch "
           f"(difference {abs(loss_ours - loss_theirs):.1e})")
-    print("| dtype | batching | bertmini ex/s | transformers ex/s | ratio |\n|---|---|---:|---:|---:|")
+    print("| dtype | batching | bertmini ex/s | transformers ex/s | ratio | round spread |\n"
+          "|---|---|---:|---:|---:|---:|")
     for dtype in args.dtypes.split(","):
         for bucketed in (False, True):
             batches = make_batches(features, args.batch, bucketed)
             times: dict[str, list[float]] = {"ours": [], "theirs": []}
-            for _ in range(args.rounds):  # alternate the two sides
+            for model in (ours, theirs):  # warm-up: the first steps allocate and pick kernels
+                epoch_time(model, batches[:1], dtype)
+            for _ in range(args.rounds):  # alternate the two sides (A/B/A/B), so a busier machine slows both
                 times["ours"].append(epoch_time(ours, batches, dtype))
                 times["theirs"].append(epoch_time(theirs, batches, dtype))
             ours_eps, theirs_eps = (len(features) / statistics.median(times[k]) for k in ("ours", "theirs"))
+            spread = max(max(t) / min(t) for t in times.values())  # how noisy this machine was
             print(f"| {dtype} | {'bucketed' if bucketed else 'random'} | {ours_eps:,.0f} | {theirs_eps:,.0f} | "
-                  f"{ours_eps / theirs_eps:.2f}x |", flush=True)
+                  f"{ours_eps / theirs_eps:.2f}x | {spread - 1:.0%} |", flush=True)
 
 
 if __name__ == "__main__":

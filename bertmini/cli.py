@@ -1,4 +1,4 @@
-"""`python -m bertmini <command>`: pretrain, finetune, predict.
+"""`python -m bertmini <command>`: pretrain, finetune, predict, search.
 
 Each command lives in its own module with its own `main(argv)`; this file only dispatches.
 """
@@ -11,6 +11,7 @@ COMMANDS = {
     "pretrain": ("bertmini.pretraining.cli", "pretrain BERT with MLM (+NSP) from a YAML config"),
     "finetune": ("bertmini.finetuning.cli", "fine-tune a checkpoint on sst2, trec, sms_spam, wnut17 or squad"),
     "predict": ("bertmini.finetuning.predict", "run a fine-tuned checkpoint on text or a file"),
+    "search": ("bertmini.retrieval.cli", "build a passage index (search index) and query it (search query)"),
 }
 
 

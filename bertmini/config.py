@@ -31,7 +31,7 @@ HF_BOOKKEEPING = {
     "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "gradient_checkpointing",
     "position_embedding_type", "use_cache", "classifier_dropout", "_name_or_path", "is_decoder",
     "add_cross_attention", "chunk_size_feed_forward", "output_attentions", "output_hidden_states",
-    "return_dict", "torchscript", "pruned_heads", "tie_word_embeddings", "problem_type", "bos_token_id",
+    "return_dict", "torchscript", "tie_word_embeddings", "problem_type", "bos_token_id",
     "eos_token_id", "sep_token_id", "cls_token_id", "tokenizer_class", "prefix", "task_specific_params",
     "finetuning_task", "decoder_start_token_id", "_attn_implementation_autoset", "directionality",
     "pooler_fc_size", "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head",
@@ -58,12 +58,19 @@ class BertConfig:
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     # bertmini extras (ignored by transformers): sinusoidal positions for chapter 4.
     position_embedding: str = "learned"
+    # Attention heads removed per layer, numbered as in the unpruned layer (HF's old field; chapter 13).
+    pruned_heads: dict[int, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
         except (AttributeError, ValueError):
             raise ValueError(f"id2label must map integer label ids to names, got {self.id2label!r}") from None
+        try:  # config.json keys are strings
+            self.pruned_heads = {int(k): sorted({int(h) for h in v}) for k, v in self.pruned_heads.items()}
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"pruned_heads must map layer indices to lists of head indices, "
+                             f"got {self.pruned_heads!r}") from None
         self.validate()
 
     @property
@@ -103,6 +110,17 @@ class BertConfig:
             raise ValueError(f"position_embedding must be 'learned' or 'sinusoidal', got {self.position_embedding!r}")
         if not self.id2label:
             raise ValueError("id2label must name at least one label")
+        layers, heads_per_layer = self.num_hidden_layers, self.num_attention_heads
+        for layer, heads in self.pruned_heads.items():
+            if not 0 <= layer < layers:
+                raise ValueError(f"pruned_heads: layer {layer} does not exist (num_hidden_layers {layers})")
+            bad = [h for h in heads if not 0 <= h < heads_per_layer]
+            if bad:
+                raise ValueError(f"pruned_heads: layer {layer} has no head {bad[0]} "
+                                 f"(heads are 0..{heads_per_layer - 1})")
+            if len(heads) == heads_per_layer:
+                raise ValueError(f"pruned_heads: pruning all {len(heads)} heads of layer {layer} leaves it no "
+                                 "attention; keep at least one head")
 
     # ---- presets -------------------------------------------------------------------------
     @classmethod
@@ -137,6 +155,9 @@ class BertConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["pruned_heads"] = {str(k): v for k, v in self.pruned_heads.items() if v}
+        if not out["pruned_heads"]:  # unpruned models keep the config.json they always had
+            del out["pruned_heads"]
         out["label2id"] = self.label2id
         out["model_type"] = "bert"
         out["position_embedding_type"] = "absolute"

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertmini.attention import BertAttention
+from bertmini.attention import BertAttention, pad_rows
 from bertmini.config import BertConfig
 from bertmini.ops import Dropout
 
@@ -57,9 +57,9 @@ class BertLayer(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None, output_attentions: bool = False,
-        select: torch.Tensor | None = None,
+        select: torch.Tensor | None = None, keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(hidden, mask, output_attentions, select)
+        attended, probs = self.attention(hidden, mask, output_attentions, select, keep)
         return self.output(self.intermediate(attended), attended), probs
 
 
@@ -67,23 +67,33 @@ class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        for i, heads in config.pruned_heads.items():  # a pruned checkpoint: build the smaller matrices
+            self.layer[i].attention.prune_heads(heads)
 
     def forward(
         self, hidden: torch.Tensor, mask: torch.Tensor | None = None,
         output_attentions: bool = False, output_hidden_states: bool = False, select: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         """Returns (last hidden state, all hidden states incl. embeddings, per-layer attentions).
 
         With `select` (B, T) bool, the last layer computes only the selected positions: nothing
         after it looks at the others, and the last hidden state is then (n_selected, H).
+        With `keep` (B, T) bool, the real tokens (unpadding; not with hidden states or attentions
+        requested): every position-wise step runs on those rows only, and padded positions of the
+        last hidden state are zeros. Padding keys are masked out, so real tokens get the same values.
         """
         states = [hidden] if output_hidden_states else None
         attentions = [] if output_attentions else None
         last = len(self.layer) - 1
+        hidden = hidden if keep is None else hidden[keep]  # (n_real, H)
         for i, layer in enumerate(self.layer):
-            hidden, probs = layer(hidden, mask, output_attentions, select if i == last else None)
+            if keep is not None and i == last and select is not None:  # the select path wants (B, T, H)
+                hidden, keep = pad_rows(hidden, keep), None
+            hidden, probs = layer(hidden, mask, output_attentions, select if i == last else None, keep)
             if states is not None:
                 states.append(hidden)
             if attentions is not None:
                 attentions.append(probs)
+        hidden = hidden if keep is None else pad_rows(hidden, keep)
         return hidden, (tuple(states) if states else None), (tuple(attentions) if attentions is not None else None)

@@ -2,7 +2,9 @@
 
 Pre-training (BERT §3.1): a masked-LM head whose decoder shares the word-embedding matrix, and a
 next-sentence head on the pooled [CLS]. Fine-tuning (§4): a linear layer on the pooled output
-(classification), on every token (tagging), or two logits per token (answer start and end).
+(classification), on every token (tagging), or two logits per token (answer start and end). The sentence
+classifier reads only [CLS], so its last layer computes that row alone and the layers before it skip the
+padding (chapter 13); asking for hidden states or attentions computes every position, as HF does.
 """
 from __future__ import annotations
 
@@ -182,6 +184,17 @@ class BertForMaskedLM(_TiedMLM):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
+def cls_only(input_ids: torch.Tensor) -> torch.Tensor | None:
+    """(B, T) bool, True at position 0: a sentence head reads only the pooled [CLS], so BertModel's last
+    layer computes that one row (keys and values still come from every token). None for a malformed
+    `input_ids`, which BertModel then reports."""
+    if input_ids.dim() != 2:
+        return None
+    select = torch.zeros_like(input_ids, dtype=torch.bool)
+    select[:, 0] = True
+    return select
+
+
 class _LinearHead(BertPreTrainedModel):
     """BERT, dropout and one linear layer to `num_labels`; subclasses pick the features and the loss."""
 
@@ -201,8 +214,9 @@ class _LinearHead(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids,
-                        output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        partial = self.pooled and not (output_attentions or output_hidden_states)
+        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
+                        output_hidden_states=output_hidden_states, select=cls_only(input_ids) if partial else None)
         features = out.pooler_output if self.pooled else out.last_hidden_state
         logits = self.classifier(self.dropout(features))  # (B, num_labels) or (B, T, num_labels)
         loss = None if labels is None else self.loss(logits, labels)

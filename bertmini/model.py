@@ -134,17 +134,20 @@ class BertModel(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
         output_attentions: bool = False, output_hidden_states: bool = False, select: torch.Tensor | None = None,
     ) -> BertModelOutput:
-        """`select` (B, T) bool, used by the pretraining heads: only these positions' final states are
-        wanted (the masked tokens), so the last layer skips the rest and `last_hidden_state` is
-        (n_selected, H) in row-major order. Position 0 ([CLS]) must be selected, for the pooler."""
+        """`select` (B, T) bool, used by the pretraining heads (the masked tokens) and the sentence
+        classifier ([CLS]): only these positions' final states are wanted, so the last layer skips the
+        rest and `last_hidden_state` is (n_selected, H) in row-major order; the layers before it skip the
+        padding (no selected row reads it). Position 0 ([CLS]) must be selected, for the pooler."""
         check_inputs(self.config, input_ids, token_type_ids, attention_mask)
         if select is not None and not torch.compiler.is_compiling() and not bool(select[:, 0].all()):
             raise ValueError("select must include position 0 ([CLS]) of every sequence, for the pooler")
         hidden = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = padding_mask(attention_mask, hidden.dtype)
         partial = select is not None and not (output_attentions or output_hidden_states)
+        # Unpadding: a caller that selects rows reads no padded position, so the layers can skip them.
+        keep = attention_mask.bool() if partial and mask is not None and not torch.compiler.is_compiling() else None
         hidden, states, attentions = self.encoder(hidden, mask, output_attentions, output_hidden_states,
-                                                  select if partial else None)
+                                                  select if partial else None, keep)
         if select is None:
             cls = hidden[:, 0]
         else:

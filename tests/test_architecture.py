@@ -2,7 +2,7 @@
 
 Layers, in book order: the package root (Part I, the model, and the shared basics), ``training/`` (the
 engine, chapter 8), ``pretraining/`` (Part II), ``finetuning/`` (Part III), ``analysis/`` and
-``compression/`` (Part IV). A module may import its own layer and earlier ones, never a later one;
+``compression/`` (Part IV, chapters 12-13), ``retrieval/`` (chapter 14). A module may import its own layer and earlier ones, never a later one;
 and no two modules import each other, even lazily inside a function (imports under ``if TYPE_CHECKING``
 serve annotations only and do not count).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bertmini"
-LAYERS = ["", "training", "pretraining", "finetuning", "analysis", "compression"]
+LAYERS = ["", "training", "pretraining", "finetuning", "analysis", "compression", "retrieval"]
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -90,10 +90,34 @@ def test_unknown_keys_name_file_and_key(override, key, capsys):
     ("train.batch_size=0", r"train\.batch_size: expected an integer >= 1"),
     ("model.num_attention_heads=3", "not divisible"),
     ("model.init_from=x", r"init_from takes the architecture.*'preset'"),
+    ("data.mlm_probability=0", r"data\.mlm_probability: expected a number in \(0, 1\), got 0$"),
+    ("data.mlm_probability=1", r"data\.mlm_probability: expected a number in \(0, 1\), got 1$"),
+    ("data.mlm_probability=-0.15", r"data\.mlm_probability: expected a number in \(0, 1\), got -0\.15$"),
+    ("data.mlm_probability=lots", r"data\.mlm_probability: expected a number in \(0, 1\), got 'lots'$"),
+    ("train.token_budget=0", r"train\.token_budget: expected null or an integer >= 1, got 0$"),
+    ("train.token_budget=1.5e6", r"train\.token_budget: expected null or an integer >= 1, got 1500000\.0$"),
 ])
 def test_invalid_values_are_config_errors(override, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(TINY, [override])
+
+
+def test_token_budget_wants_a_max_steps_cap_not_epochs():
+    with pytest.raises(ConfigError, match=r"train\.token_budget sets the steps: give max_steps \(a cap\), not epochs"):
+        load_settings(TINY, ["train.token_budget=5000", "train.max_steps=null", "train.epochs=1"])
+
+
+def test_the_levers_of_bench_pretrain_levers_are_valid_overrides(monkeypatch):
+    """Every variant of bench/pretrain_levers.py (and each second phase) loads, and all but "base" change the config."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import pretrain_levers as levers
+    budget = ["train.max_steps=100000000", "train.time_budget_min=30"]
+    base = load_settings(CONFIGS / "pretrain_cpu_mini.yaml", budget)
+    for name, (_, overrides) in levers.LEVERS.items():
+        settings = load_settings(CONFIGS / "pretrain_cpu_mini.yaml", [*budget, *overrides])
+        assert (settings.raw == base.raw) == (name == "base"), name
+    for overrides in levers.SECOND_PHASE.values():
+        assert load_settings(CONFIGS / f"{levers.TAPT_CONFIG}.yaml", [*budget, *overrides]).data["eval"]
 
 
 def test_missing_config_file(tmp_path, capsys):
@@ -108,6 +132,7 @@ def test_run_outputs(tiny_run):
     assert summary["tokens"] > 0 and summary["tokens_per_s"] > 0 and summary["world_size"] == 1
     ev = summary["eval"]
     assert 0 <= ev["mlm_accuracy"] <= 1 and 0 <= ev["nsp_accuracy"] <= 1
+    assert 0 < ev["unigram_accuracy"] < ev["unigram_top5_accuracy"] < 1  # "the", then "," "." "of" "and"
     assert ev["mlm_perplexity"] == pytest.approx(math.exp(ev["mlm_loss"]))
     assert 1 < ev["mlm_perplexity"] < 2 * summary["config"]["vocab_size"]  # near-uniform after 4 steps
     assert summary["config"]["train"]["max_steps"] == 4
@@ -138,6 +163,37 @@ def test_time_budget_and_resolved_precision(tiny_run, tmp_path, monkeypatch):
     assert (summary["time_budget_min"], summary["step_time_s"]) == (0.05, 0.3)
     assert summary["precision"] == {"requested": "auto", "used": "bf16", "reason": "auto: BERTMINI_PRECISION=bf16"}
     assert dtypes == [torch.bfloat16] * 2  # the evaluations at steps 5 and 9
+
+
+def test_token_budget_sets_the_steps_and_the_unigram_baseline_is_printed(tiny_run, tmp_path, capsys):
+    """train.token_budget=2600 at 8 x 64 = 512 positions a step: floor(2600 / 512) = 5 steps of the cap of 10."""
+    assert pretrain(tmp_path / "out", tiny_run.cache, "train.token_budget=2600") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["steps"], summary["token_budget"]) == (5, 2600) and summary["tokens"] <= 2600
+    ev = summary["eval"]
+    assert f"held-out MLM accuracy {ev['mlm_accuracy']:.2%}; always predicting the most frequent training token " \
+           f"scores {ev['unigram_accuracy']:.2%} (the unigram baseline)" in capsys.readouterr().out
+
+
+def test_budgets_too_small_for_one_step_are_errors(tiny_run, tmp_path, capsys):
+    assert pretrain(tmp_path / "a", tiny_run.cache, "train.token_budget=500") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {TINY}: train.token_budget=500 is too small for even one optimizer step: a step reads 512 tokens; "
+        "give more tokens or a smaller batch or sequence length")
+    assert pretrain(tmp_path / "b", tiny_run.cache, "train.time_budget_min=1e-6") == 2
+    assert "time_budget_min=1e-06 (6e-05 s) is too small for even one optimizer step" in capsys.readouterr().err
+
+
+def test_too_few_examples_for_one_batch_names_the_corpus(tiny_run, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "short.txt").write_text("A few words of text.\n\nAnd a second short paragraph.\n")
+    assert cli(["pretrain", "--config", str(TINY), "--data-dir", str(data), f"out_dir={tmp_path / 'out'}",
+                f"data.cache_dir={tiny_run.cache}", "data.eval=null", "data.mode=packed", "tokenizer.min_frequency=1",
+                "data.train=[{reader: text, path: short.txt}]"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {TINY}: data.train yields 1 training examples (reader 'text' on {data / 'short.txt'}), fewer than "
+        "train.batch_size=8: add text or lower the batch size")
 
 
 def test_final_loads_in_transformers_with_same_logits(tiny_run):

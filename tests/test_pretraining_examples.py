@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bertmini.errors import DataFormatError
 from bertmini.pretraining.build import build_or_load
 from bertmini.pretraining.corpus import read_gutenberg, read_wikitext
 from bertmini.pretraining.examples import (
@@ -17,6 +18,7 @@ from bertmini.pretraining.examples import (
     create_nsp_examples,
     nsp_tensors,
     packed_tensors,
+    source_label,
     tokenize_documents,
     truncate_seq_pair,
 )
@@ -127,6 +129,16 @@ def test_nsp_errors():
         create_nsp_examples(synthetic_docs(1), 32)
     with pytest.raises(ValueError, match="max_seq_length=4: need at least 5"):
         create_nsp_examples(synthetic_docs(), 4)
+
+
+@pytest.mark.parametrize("mode", ["nsp", "packed"])
+def test_text_that_tokenizes_to_nothing_is_an_error_naming_reader_and_path(tok, mode):
+    """Sentences with characters but no tokens (a zero-width space, a lone accent, NUL, a soft hyphen: BERT's
+    normalizer drops them all) give no examples."""
+    source = source_label("text", ["data/a.txt", "data/b.txt"])
+    with pytest.raises(DataFormatError, match=r"^reader 'text' on data/a\.txt, data/b\.txt: no text: the corpus "
+                                              r"yields no document with tokens"):
+        build_pretraining_dataset([["\u200b \u0301", "\x00"], ["\u00ad"]], tok, mode=mode, source=source)
 
 
 def test_nsp_tensors_layout():

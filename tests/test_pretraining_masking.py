@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -193,3 +194,10 @@ def test_collator_settings_and_worker_guard(tok, monkeypatch):
     monkeypatch.setattr(masking, "get_worker_info", lambda: object())
     with pytest.raises(RuntimeError, match="use num_workers=0"):
         MLMCollator(tok)(examples)
+
+
+@pytest.mark.parametrize("rate", [0, 0.0, -0.15, 1.5, float("nan"), "0.15", True, None])
+def test_collator_refuses_a_masking_rate_outside_0_1(rate):
+    with pytest.raises(ValueError, match=r"mlm_probability: expected a number in \(0, 1\], the share of tokens to "
+                                         rf"predict, got {re.escape(repr(rate))}"):
+        MLMCollator(vocab_size=V, mask_token_id=MASK, special_ids=SPECIAL, mlm_probability=rate)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bertmini.training import budget
-from bertmini.training.budget import TIMED_STEPS, WARMUP_STEPS, measure_step_time, steps_for_budget
+from bertmini.training.budget import TIMED_STEPS, WARMUP_STEPS, measure_step_time, steps_for_budget, steps_for_tokens
 from bertmini.training.trainer import Trainer
 
 from test_training_trainer import Crash, Toy, config, make_data
@@ -49,6 +49,19 @@ def test_steps_for_budget():
     with pytest.raises(ValueError, match=r"time_budget_min=0.1 \(6 s\) is too small for even one optimizer step: "
                                          r"a step takes 10 s here"):
         steps_for_budget(0.1, 10.0, 100)
+    with pytest.raises(ValueError, match=r"a step takes 10 s here; give more minutes or a cheaper step"):
+        steps_for_budget(0.1, 10.0, 100)
+
+
+def test_steps_for_tokens():
+    assert steps_for_tokens(1_000_000, 32 * 128) == 244  # floor(1e6 / 4096): whole steps only
+    assert steps_for_tokens(1_000_000, 32 * 128, cap=100) == 100
+    assert steps_for_tokens(4096, 4096) == 1
+    with pytest.raises(ValueError, match=r"token_budget=4,095 is too small for even one optimizer step: a step reads "
+                                         r"4,096 tokens; give more tokens or a smaller batch or sequence length"):
+        steps_for_tokens(4095, 4096)
+    with pytest.raises(ValueError, match=r"tokens_per_step: expected an integer >= 1, got 0"):
+        steps_for_tokens(100, 0)
 
 
 def test_calibration_fits_max_steps_and_the_schedule_into_the_budget(tmp_path, monkeypatch, capsys):

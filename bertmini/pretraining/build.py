@@ -29,7 +29,8 @@ from bertmini.pretraining.settings import TOKENIZER_SETTINGS, PretrainSettings
 from bertmini.sources import resolve_source
 from bertmini.tokenizer import WordPieceTokenizer
 
-__all__ = ["iter_documents", "setup_tokenizer", "build_dataset", "build_or_load", "cached_dataset", "tokenizer_fingerprint"]
+__all__ = ["iter_documents", "describe_source", "setup_tokenizer", "build_dataset", "build_or_load", "cached_dataset",
+           "tokenizer_fingerprint"]
 
 
 # ---- corpora ------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def iter_documents(src: dict[str, Any], root: Path | None, max_documents: int | 
     return itertools.islice(docs, max_documents)
 
 
-def _label(src: dict[str, Any], root: Path | None) -> str:
+def describe_source(src: dict[str, Any], root: Path | None) -> str:
     """How errors name a source: ``reader 'text' on /data/a.txt`` (paths under the data dir, as read)."""
     if src["reader"] == "hf":
         return source_label("hf", src["name"])
@@ -109,7 +110,7 @@ def setup_tokenizer(settings: PretrainSettings, root: Path | None) -> tuple[Word
     sentences = [s for src in settings.data["train"]  # a list: the trainer makes one anyway
                  for doc in iter_documents(src, root, _cap(spec["max_documents"], src, settings.data)) for s in doc]
     if not any(s.strip() for s in sentences):
-        corpora = "; ".join(_label(src, root) for src in settings.data["train"])
+        corpora = "; ".join(describe_source(src, root) for src in settings.data["train"])
         raise DataFormatError(f"{settings.source}: data.train: no text to train the tokenizer on: no sentence in "
                               f"{corpora}")
     tok = WordPieceTokenizer.train(texts=sentences, vocab_size=spec["vocab_size"], lowercase=spec["lowercase"],
@@ -128,7 +129,7 @@ def _build_hf(src: dict[str, Any], root: Path | None, tok: Any, params: dict[str
         key_fields["hf"].pop(key, None)
     return cached_dataset(cache_dir, f"pretraining-hf-{params['mode']}-{params['max_seq_length']}", key_fields,
                           lambda: build_pretraining_dataset(iter_documents(src, root, max_documents), tok, **params,
-                                                            source=_label(src, root)))
+                                                            source=describe_source(src, root)))
 
 
 def build_dataset(settings: PretrainSettings, sources: list[dict[str, Any]], tok: Any, root: Path | None,

@@ -9,19 +9,23 @@ Pre-trains ``BertForPreTraining`` on masked LM (+ next sentence prediction) as i
   corpus (``vocab_size``, ``lowercase``, ``min_frequency``), saved in ``out_dir/tokenizer`` and reused;
 * ``data``: ``train`` sources and an ``eval`` source (readers ``text``, ``wikitext``, ``gutenberg``, ``tsv``
   with a ``path`` under the data dir, or ``hf``: a ``datasets`` name), ``mode`` nsp|packed and masking;
-* ``train``: :class:`~bertmini.training.train_config.TrainConfig` fields + ``batch_size`` (per process) and
-  ``eval_batches``; ``out_dir``: where everything goes.
+* ``train``: :class:`~bertmini.training.train_config.TrainConfig` fields + ``batch_size`` (per process),
+  ``eval_batches`` and ``token_budget`` (input tokens to train on: it sets ``max_steps``, then a cap, as
+  ``time_budget_min`` does for minutes); ``out_dir``: where everything goes.
 
 Any key can be overridden on the command line: ``train.max_steps=100 model.preset=small``, or a whole
 value with YAML: ``'data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}'``.
 A rerun of the same command resumes from the newest checkpoint (``train.resume`` defaults to true). A run
 locks ``out_dir`` first (:mod:`bertmini.runfolder`): a second run into it stops with an error naming the
 first; then it deletes the temporary folders that killed saves left there.
-Outputs: ``final/`` (weights + tokenizer files, loadable by transformers), ``curves.png``, ``summary.json``.
+Outputs: ``final/`` (weights + tokenizer files, loadable by transformers), ``curves.png``, ``summary.json``
+(its ``eval`` holds the held-out MLM accuracy next to ``unigram_accuracy``, the score of always predicting
+the most frequent training token: :func:`~bertmini.pretraining.evaluation.unigram_baseline`).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -35,14 +39,21 @@ from torch.utils.data import DataLoader
 from bertmini.config import BertConfig
 from bertmini.errors import INPUT_ERRORS, ConfigError, report
 from bertmini.heads import BertForPreTraining
-from bertmini.pretraining.build import build_dataset, setup_tokenizer
-from bertmini.pretraining.evaluation import evaluate_pretraining, fixed_masked_batches
+from bertmini.pretraining.build import build_dataset, describe_source, setup_tokenizer
+from bertmini.pretraining.evaluation import (
+    evaluate_pretraining,
+    fixed_masked_batches,
+    token_counts,
+    unigram_baseline,
+)
 from bertmini.pretraining.masking import MLMCollator
 from bertmini.pretraining.settings import PretrainSettings, load_settings
 from bertmini.runfolder import lock_folder, sweep_temps
 from bertmini.training import state as ckpt
+from bertmini.training.budget import steps_for_tokens
 from bertmini.training.curves import plot_curves
 from bertmini.training.distributed import init_distributed
+from bertmini.training.train_config import TrainConfig
 from bertmini.training.trainer import Trainer
 from bertmini.utils import local_data_dir, set_seed
 
@@ -92,6 +103,19 @@ def _build_model(settings: PretrainSettings, vocab_size: int, max_seq_length: in
     return model
 
 
+def _fit_token_budget(settings: PretrainSettings, cfg: TrainConfig, world: int) -> TrainConfig:
+    """``cfg`` with the ``max_steps`` that fit ``train.token_budget`` (sequence positions, padding included:
+    the same count for every run of a config), at most the configured ``max_steps``."""
+    if settings.token_budget is None:
+        return cfg
+    per_step = settings.batch_size * settings.data["max_seq_length"] * cfg.grad_accum * world
+    try:
+        steps = steps_for_tokens(settings.token_budget, per_step, cfg.max_steps)
+    except ValueError as err:
+        raise ConfigError(f"{settings.source}: train.{err}") from None
+    return dataclasses.replace(cfg, max_steps=steps)
+
+
 def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
     """Tokenizer → datasets → model → Trainer → ``final/`` + ``curves.png`` + ``summary.json``."""
     start = time.perf_counter()
@@ -107,8 +131,9 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
         eval_ds = None if data["eval"] is None else _rank0_first(
             lambda: build_dataset(settings, [data["eval"]], tok, data_root, say, dupe_factor=1), rank, world)
         if len(train_ds) < settings.batch_size:
-            raise ConfigError(f"{settings.source}: {len(train_ds)} training examples, fewer than "
-                              f"train.batch_size={settings.batch_size}")
+            corpora = "; ".join(describe_source(src, data_root) for src in data["train"])
+            raise ConfigError(f"{settings.source}: data.train yields {len(train_ds)} training examples ({corpora}), "
+                              f"fewer than train.batch_size={settings.batch_size}: add text or lower the batch size")
         set_seed(cfg.seed)  # the same initial weights on every rank and every run
         model = _build_model(settings, tok.vocab_size, data["max_seq_length"])
         masking = dict(mlm_probability=data["mlm_probability"], whole_word=data["whole_word"],
@@ -127,6 +152,7 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; train {len(train_ds):,} "
             f"{data['mode']} examples of {data['max_seq_length']} tokens; eval {len(eval_ds or ()):,}; "
             f"global batch {settings.batch_size * cfg.grad_accum * world}")
+        cfg = _fit_token_budget(settings, cfg, world)
         latest = ckpt.latest_checkpoint(out / "checkpoints") if cfg.resume is True else cfg.resume
         if latest:
             say(f"resuming from {latest}")
@@ -138,6 +164,9 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
                 tok.save(out / "final")  # the trainer rewrote final/ from the last checkpoint
             return json.loads((out / "summary.json").read_text())
         metrics = result["eval"] or (eval_fn(trainer.model) if eval_fn else {})
+        if eval_fn:  # the floor to read mlm_accuracy against, on the same masked targets
+            metrics = {**metrics, **unigram_baseline(token_counts(train_ds, collator.special_ids, tok.vocab_size),
+                                                     batches)}
         summary = {
             "wall_time_s": round(time.perf_counter() - start, 1), "train_time_s": round(trainer.elapsed, 1),
             "steps": trainer.step, "tokens": trainer.tokens,
@@ -145,6 +174,7 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
             "train_examples": len(train_ds), "eval_examples": len(eval_ds or ()), "world_size": world,
             "num_parameters": sum(p.numel() for p in model.parameters()), "eval": metrics,
             "precision": trainer.precision.to_dict(), "time_budget_min": cfg.time_budget_min,
+            "token_budget": settings.token_budget,
             "step_time_s": trainer.step_time and round(trainer.step_time, 4),  # time-budget calibration, or None
             "config": {**settings.raw, "vocab_size": tok.vocab_size},
         }
@@ -168,6 +198,8 @@ def _finish(out: Path, tok: Any, summary: dict[str, Any]) -> None:
           f"of training ({summary['tokens_per_s']:,.0f} tokens/s); wall time {summary['wall_time_s']:.0f}s")
     if summary["eval"]:
         print("held-out: " + ", ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items()))
+        print(f"held-out MLM accuracy {summary['eval']['mlm_accuracy']:.2%}; always predicting the most frequent "
+              f"training token scores {summary['eval']['unigram_accuracy']:.2%} (the unigram baseline)")
     print(f"saved: {out / 'final'} (BertForPreTraining + tokenizer), {out / 'curves.png'}, {out / 'summary.json'}")
 
 

@@ -9,6 +9,14 @@ evaluation of every run scores the very same predictions.
 
     batches = fixed_masked_batches(eval_dataset, MLMCollator(tok, seed=0), batch_size=32, num_batches=20)
     metrics = evaluate_pretraining(model, batches)   # {"mlm_accuracy": ..., "mlm_perplexity": ..., ...}
+
+A model that ignores its input can still score: always predicting the training data's most frequent
+token is right wherever that token was masked. :func:`unigram_baseline` gives that floor (top-1, and
+top-k for the k most frequent tokens) on the same fixed batches, so that an MLM accuracy is read
+against it: a model stuck near it has learned token frequencies, not context.
+
+    counts = token_counts(train_dataset, tok.all_special_ids, tok.vocab_size)
+    unigram_baseline(counts, batches)   # {"unigram_accuracy": ..., "unigram_top5_accuracy": ...}
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from torch import nn
 
 from bertmini.pretraining.masking import IGNORE_INDEX
 
-__all__ = ["fixed_masked_batches", "evaluate_pretraining"]
+__all__ = ["fixed_masked_batches", "evaluate_pretraining", "token_counts", "unigram_baseline"]
 
 Batch = dict[str, torch.Tensor]
 
@@ -101,3 +109,35 @@ def _accumulate(sums: dict[str, Any], task: str, logits: torch.Tensor, labels: t
     sums[f"{task}_ce"] += float(F.cross_entropy(logits, targets, reduction="sum"))
     sums[f"{task}_correct"] += int((logits.argmax(-1) == targets).sum())
     sums[f"{task}_n"] += targets.numel()
+
+
+def token_counts(dataset: Any, special_ids: Iterable[int], vocab_size: int) -> torch.Tensor:
+    """How often each id occurs in ``dataset.tensors["input_ids"]`` (a :class:`PretrainingDataset`), ``(V,)``.
+
+    Only the tokens masking may choose are counted: padding (``attention_mask`` 0) and special ids
+    never become MLM targets.
+    """
+    ids = dataset.tensors["input_ids"].long()
+    keep = ~torch.isin(ids, torch.tensor(sorted(set(special_ids)), dtype=ids.dtype))
+    if "attention_mask" in dataset.tensors:
+        keep &= dataset.tensors["attention_mask"].bool()
+    return torch.bincount(ids[keep], minlength=vocab_size)
+
+
+def unigram_baseline(counts: torch.Tensor, loader: Iterable[Mapping[str, torch.Tensor]],
+                     top_k: int = 5) -> dict[str, float]:
+    """MLM accuracy of a model that always predicts the most frequent training token (``unigram_accuracy``),
+    and how often the target is among the ``top_k`` most frequent (``unigram_top{k}_accuracy``).
+
+    ``counts``: training token counts (:func:`token_counts`); ``loader``: the masked evaluation batches,
+    e.g. those of :func:`fixed_masked_batches`, so that it scores the very targets the model is scored on.
+    """
+    if not counts.any():
+        raise ValueError("token counts are all zero: no training tokens to take frequencies from")
+    ranked = counts.argsort(descending=True, stable=True)[:top_k]  # ties: the lower id, deterministically
+    targets = torch.cat([b["labels"][b["labels"] != IGNORE_INDEX].reshape(-1).cpu() for b in loader] or
+                        [torch.empty(0, dtype=torch.long)])
+    if targets.numel() == 0:
+        raise ValueError("no masked tokens in the evaluation batches: is the loader empty?")
+    return {"unigram_accuracy": float((targets == ranked[0]).double().mean()),
+            f"unigram_top{top_k}_accuracy": float(torch.isin(targets, ranked).double().mean())}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import get_worker_info
 
+from bertmini.errors import is_number
 from bertmini.heads import IGNORE_INDEX
 
 __all__ = ["word_continuation_ids", "mask_tokens", "MLMCollator", "IGNORE_INDEX"]
@@ -145,6 +146,11 @@ class MLMCollator:
         self.vocab_size = pick(vocab_size, "vocab_size")
         self.mask_token_id = pick(mask_token_id, "mask_token_id")
         self.special_ids = list(pick(special_ids, "all_special_ids"))
+        # 0 would still mask one token per row (the count is at least 1); 1 (mask everything) is allowed
+        # here for tests, while configs ask for (0, 1): a model needs unmasked context to predict from.
+        if not (is_number(mlm_probability) and 0 < mlm_probability <= 1):
+            raise ValueError(f"mlm_probability: expected a number in (0, 1], the share of tokens to predict, "
+                             f"got {mlm_probability!r}")
         self.mlm_probability = mlm_probability
         self.max_predictions = max_predictions
         self.whole_word = whole_word

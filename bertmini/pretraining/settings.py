@@ -41,6 +41,8 @@ DATA_DEFAULTS = {"train": None, "eval": None, "mode": "nsp", "max_seq_length": 1
                  "dupe_factor": 1, "whole_word": False, "mlm_probability": 0.15, "max_predictions": None,
                  "max_documents": None, "cache_dir": ".cache/bertmini", "seed": 12345}
 TRAIN_EXTRAS = {"batch_size": 32, "eval_batches": 20}
+# train.token_budget: input tokens (batch_size x max_seq_length x grad_accum x processes per step) to train
+# on; max_steps is then a cap, as with time_budget_min (see bertmini.training.budget.steps_for_tokens)
 TOKENIZER_SETTINGS = "bertmini_tokenizer_settings.json"  # what out_dir/tokenizer was trained from
 
 
@@ -55,6 +57,7 @@ class PretrainSettings:
     batch_size: int
     eval_batches: int
     out_dir: Path
+    token_budget: int | None = None
 
 
 def _section(raw: dict[str, Any], name: str, where: str) -> dict[str, Any]:
@@ -152,6 +155,11 @@ def load_settings(path: str | os.PathLike, overrides: list[str] | tuple[str, ...
     extras = {**TRAIN_EXTRAS, **{k: train.pop(k) for k in TRAIN_EXTRAS if k in train}}
     for key, value in extras.items():
         _require(_is_int(value), f"{src}: train.{key}", "an integer >= 1", value)
+    token_budget = train.pop("token_budget", None)
+    _require(token_budget is None or _is_int(token_budget), f"{src}: train.token_budget", "null or an integer >= 1",
+             token_budget)
+    if token_budget is not None and train.get("epochs") is not None:
+        raise ConfigError(f"{src}: train.token_budget sets the steps: give max_steps (a cap), not epochs")
     if "out_dir" in train:
         raise ConfigError(f"{src}: train.out_dir: set the top-level out_dir instead")
     out_dir = Path(raw.get("out_dir") or Path("runs") / Path(src).stem)
@@ -163,6 +171,6 @@ def load_settings(path: str | os.PathLike, overrides: list[str] | tuple[str, ...
     model = _check_model(_section(raw, "model", src), f"{src}: model", out_dir)
     data = _check_data(_section(raw, "data", src), f"{src}: data")
     return PretrainSettings(src, raw, model, tokenizer, data, train_cfg, extras["batch_size"],
-                            extras["eval_batches"], out_dir)
+                            extras["eval_batches"], out_dir, token_budget)
 
 

@@ -13,10 +13,14 @@ given the chosen ``max_steps`` directly. Then::
 
     max_steps = min(cap, floor(MARGIN * budget_s / step_time))     # MARGIN = 0.9
 
-The 10% left over pays for the evaluations, the checkpoints and the calibration itself. The chosen
+The 10% left over pays for the evaluations, the checkpoints and the calibration itself.
+A budget too small for one step is an error, not a silent one-step run. The chosen
 ``max_steps`` is checkpointed: a resumed run keeps it and never recalibrates (exact resume); one resumed
 from a checkpoint written without a budget keeps the cap. The step time is what the machine gives at
 calibration: a machine that gets busier later overruns the budget by that much.
+
+A token budget is the machine-independent alternative (:func:`steps_for_tokens`): runs compared at
+equal tokens have seen equal data, whatever the speed of the machine or of the variant.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from bertmini.training import state as ckpt
 if TYPE_CHECKING:
     from bertmini.training.trainer import Trainer
 
-__all__ = ["WARMUP_STEPS", "TIMED_STEPS", "MARGIN", "steps_for_budget", "measure_step_time"]
+__all__ = ["WARMUP_STEPS", "TIMED_STEPS", "MARGIN", "steps_for_budget", "steps_for_tokens", "measure_step_time"]
 
 WARMUP_STEPS, TIMED_STEPS, MARGIN = 4, 9, 0.9
 clock = time.perf_counter  # module-level so that tests can fake the clock
@@ -46,8 +50,20 @@ def steps_for_budget(budget_min: float, step_time: float, cap: int) -> int:
     budget_s = budget_min * 60
     if step_time > budget_s:
         raise ValueError(f"time_budget_min={budget_min:g} ({budget_s:.3g} s) is too small for even one optimizer "
-                         f"step: a step takes {step_time:.3g} s here")
+                         f"step: a step takes {step_time:.3g} s here; give more minutes or a cheaper step "
+                         "(smaller batch, sequence or model)")
     return max(1, min(cap, math.floor(MARGIN * budget_s / step_time)))
+
+
+def steps_for_tokens(token_budget: int, tokens_per_step: int, cap: int | None = None) -> int:
+    """Optimizer steps whose ``tokens_per_step`` fit in ``token_budget`` (whole steps), at most ``cap``."""
+    if tokens_per_step < 1:
+        raise ValueError(f"tokens_per_step: expected an integer >= 1, got {tokens_per_step!r}")
+    if tokens_per_step > token_budget:
+        raise ValueError(f"token_budget={token_budget:,} is too small for even one optimizer step: a step reads "
+                         f"{tokens_per_step:,} tokens; give more tokens or a smaller batch or sequence length")
+    steps = token_budget // tokens_per_step
+    return steps if cap is None else min(cap, steps)
 
 
 def _cycle(loader: Iterable) -> Iterator[Any]:

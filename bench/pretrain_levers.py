@@ -1,0 +1,229 @@
+"""Which pre-training levers pay off on a CPU budget: pre-train variants of one config, fine-tune each on SST-2.
+
+Every variant is the base config plus dotted overrides, exactly as ``python -m bertmini pretrain`` takes them,
+and every variant gets the same budget: ``--minutes`` (``train.time_budget_min``: equal wall clock, the
+question of issue 12) or ``--tokens`` (``train.token_budget``: equal data, machine-independent). Each
+pre-trained model is then fine-tuned on SST-2 subsets (``--labels``, the same subset for every model) over
+``--seeds``; so is a randomly initialized model with the first variant's architecture and vocabulary, at the
+best learning rate of ``--random-lrs`` (chosen on SST-2 dev, as the pre-trained models' is from ``--lrs``).
+
+Out, in ``--out``: ``results.json`` and ``results.md`` (variant, steps, tokens seen, held-out MLM accuracy,
+the unigram baseline, SST-2 dev accuracy mean ± std per label count and its gain over random init),
+rewritten after every variant; ``pretrain/<variant>/``, ``random-init-like-<first variant>/`` and
+``finetune/<model>/n<labels>-lr<lr>/``. A rerun reuses every finished pre-training and fine-tuning run, so
+an interrupted sweep continues where it stopped. Held-out MLM accuracies are comparable only between
+variants with the same vocabulary, sequence length and data.mode (the eval set is built like the training set).
+Run one sweep at a time on an otherwise idle machine: a time budget measures the machine's speed.
+
+    python bench/pretrain_levers.py --list
+    python bench/pretrain_levers.py --out /tmp/levers --minutes 30 --variants base,packed,packed_mask30
+    python bench/pretrain_levers.py --out /tmp/levers --tokens 20000000 --variants packed,packed_tiny
+    python bench/pretrain_levers.py --quick --out /tmp/levers-quick    # the pipeline, tiny settings, < 1 min
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bertmini.finetuning.cli import main as finetune_main
+from bertmini.heads import BertForPreTraining
+from bertmini.pretraining.cli import main as pretrain_main
+from bertmini.tokenizer import WordPieceTokenizer
+from bertmini.utils import set_seed
+
+TAPT_SHARE = 0.25  # of the budget, for the second phase of a two-phase variant
+PACKED = ["data.mode=packed"]  # MLM only (no NSP), full blocks: RoBERTa §4.2, cramming
+SST2_TRAIN = "{reader: tsv, path: sst2/train.tsv, column: sentence}"  # sentences only, labels never read
+BASE_TRAIN = ("{reader: gutenberg, path: gutenberg-nltk, split: chapter}", "{reader: wikitext, path: "
+              "wikitext-2-raw/wiki.test.raw}")  # pretrain_cpu_mini's two sources
+# name -> (what it tests, overrides of the base config); in the order worth running them
+LEVERS: dict[str, tuple[str, list[str]]] = {
+    "base": ("the base config as shipped (pretrain_cpu_mini: MLM + NSP)", []),
+    "packed": ("MLM only, packed full blocks, no NSP", PACKED),
+    "packed_lr2e-3": ("peak lr 2e-3 (base 1e-3)", [*PACKED, "train.lr=2.0e-3"]),
+    "packed_lr5e-4": ("peak lr 5e-4", [*PACKED, "train.lr=5.0e-4"]),
+    "packed_mask30": ("masking rate 0.3 (Wettig et al. 2023)", [*PACKED, "data.mlm_probability=0.3"]),
+    "packed_mask40": ("masking rate 0.4", [*PACKED, "data.mlm_probability=0.4"]),
+    "packed_cram": ("AdamW beta2 0.98, grad clip 0.5, dropout 0 (cramming, Geiping & Goldstein 2023)",
+                    [*PACKED, "train.betas=[0.9, 0.98]", "train.grad_clip=0.5", "model.hidden_dropout_prob=0.0",
+                     "model.attention_probs_dropout_prob=0.0"]),
+    "packed_tiny": ("tiny 2 x 128 instead of mini 4 x 256: more steps in the budget", [*PACKED, "model.preset=tiny"]),
+    "packed_seq64": ("64-token blocks, batch 64: the same tokens per step", [*PACKED, "data.max_seq_length=64",
+                                                                            "train.batch_size=64"]),
+    "packed_batch16": ("batch 16", [*PACKED, "train.batch_size=16"]),
+    "packed_batch64": ("batch 64 (base 32)", [*PACKED, "train.batch_size=64"]),
+    "packed_warmup0.02": ("2% warmup (base 6%), linear decay to 0 at the budget's end",
+                          [*PACKED, "train.warmup_ratio=0.02"]),
+    "packed_onecycle": ("one-cycle schedule: warmup then cosine to 0", [*PACKED, "train.schedule=onecycle"]),
+    "packed_beta98": ("AdamW beta2 0.98 only", [*PACKED, "train.betas=[0.9, 0.98]"]),
+    "packed_dropout0": ("dropout 0 only", [*PACKED, "model.hidden_dropout_prob=0.0",
+                                           "model.attention_probs_dropout_prob=0.0"]),
+    "packed_wwm": ("whole-word masking", [*PACKED, "data.whole_word=true"]),
+    "packed_compile": ("torch.compile: more steps in the same minutes, if it pays for its compile time",
+                       [*PACKED, "train.compile=true"]),
+    "packed_vocab4k": ("vocabulary 4,096 (base 8,192)", [*PACKED, "tokenizer.vocab_size=4096"]),
+    "packed_vocab16k": ("vocabulary 16,384", [*PACKED, "tokenizer.vocab_size=16384"]),
+    "packed_plus_sst2": ("the base corpus + SST-2's unlabeled training sentences",
+                         [*PACKED, f"data.train=[{BASE_TRAIN[0]}, {BASE_TRAIN[1]}, {SST2_TRAIN}]"]),
+    "packed_sst2_only": ("self-pre-training on SST-2's training sentences only (Krishna et al. 2023)",
+                         [*PACKED, f"data.train=[{SST2_TRAIN}]"]),
+    "packed_then_tapt": (f"packed for {1 - TAPT_SHARE:.0%} of the budget, then MLM on SST-2's sentences "
+                         "(pretrain_cpu_mini_tapt_sst2; Gururangan et al. 2020)", PACKED),
+    "packed_wiki_x3": ("Wikipedia's share tripled (its 60 articles listed three times)",
+                       [*PACKED, f"data.train=[{BASE_TRAIN[0]}, {BASE_TRAIN[1]}, {BASE_TRAIN[1]}, {BASE_TRAIN[1]}]"]),
+}
+# Two-phase variants: name -> overrides of the second phase, TAPT_CONFIG continued from the first one's final/.
+TAPT_CONFIG = "pretrain_cpu_mini_tapt_sst2"
+SECOND_PHASE = {"packed_then_tapt": ["data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}"]}
+QUICK = {"config": "pretrain_tiny_test", "tokens": 8 * 64 * 4, "variants": "base,packed", "labels": "64",
+         "seeds": "1,2", "lrs": "1e-3", "random_lrs": "1e-3,3e-3", "epochs": 1.0, "max_eval_examples": 64}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/pretrain-levers", help="everything goes here (default %(default)s)")
+    p.add_argument("--config", default="pretrain_cpu_mini", help="the base pretrain config (default %(default)s)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="training minutes per variant (train.time_budget_min)")
+    budget.add_argument("--tokens", type=int, help="input tokens per variant (train.token_budget)")
+    p.add_argument("--variants", default=",".join(LEVERS), help="comma-separated names of --list (default: all)")
+    p.add_argument("--labels", default="1000,4000", help="SST-2 training subset sizes (default %(default)s)")
+    p.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds (default %(default)s)")
+    p.add_argument("--lrs", default="1e-4", help="fine-tuning lr grid of the pre-trained models")
+    p.add_argument("--random-lrs", default="1e-4,3e-4,1e-3", help="fine-tuning lr grid of random init")
+    p.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs (default %(default)s)")
+    p.add_argument("--max-length", type=int, default=64, help="fine-tuning tokens per sentence (SST-2 is short)")
+    p.add_argument("--max-eval-examples", type=int, help="score a subset of SST-2 dev (default: all 872)")
+    p.add_argument("--data-dir", help="the local data sets (default $BERTMINI_DATA_DIR)")
+    p.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK}")
+    p.add_argument("--list", action="store_true", help="print the levers and exit")
+    args = p.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK, minutes=None)
+    if args.minutes is None and args.tokens is None and not args.list:
+        p.error("give the budget: --minutes or --tokens")
+    unknown = sorted(set(args.variants.split(",")) - set(LEVERS))
+    if unknown:
+        p.error(f"unknown variants {unknown}; see --list")
+    return args
+
+
+def _common(args: argparse.Namespace) -> list[str]:
+    return ["--data-dir", args.data_dir] if args.data_dir else []
+
+
+def _run(config: str, out: Path, overrides: list[str], share: float, args: argparse.Namespace) -> dict[str, Any]:
+    """One pre-training run with ``share`` of the budget (a rerun resumes or reuses it); its summary.json."""
+    budget = (f"train.time_budget_min={args.minutes * share:g}" if args.minutes else
+              f"train.token_budget={int(args.tokens * share)}")
+    argv = ["--config", config, *_common(args), f"out_dir={out}", f"data.cache_dir={Path(args.out) / 'cache'}",
+            "train.max_steps=100000000", budget, *overrides]  # the budget, not the config's max_steps, ends a run
+    if pretrain_main(argv) != 0:
+        raise SystemExit(f"pre-training into {out} failed (see the error above)")
+    return json.loads((out / "summary.json").read_text())
+
+
+def pretrain(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Pre-train one variant under the shared budget into ``pretrain/<name>``; its summary (both phases' counts)."""
+    out = Path(args.out) / "pretrain" / name
+    if name not in SECOND_PHASE:
+        return _run(args.config, out, LEVERS[name][1], 1.0, args)
+    first = out.with_name(f"{name}.phase1")  # not inside `out`: a run may not start from its own folder
+    one = _run(args.config, first, LEVERS[name][1], 1 - TAPT_SHARE, args)
+    two = _run(TAPT_CONFIG, out, [f"model.init_from={first / 'final'}", f"tokenizer.path={first / 'final'}",
+                                  *SECOND_PHASE[name]], TAPT_SHARE, args)
+    return {**two, **{k: one[k] + two[k] for k in ("steps", "tokens", "train_time_s")}}
+
+
+def random_init(like: Path, out: Path) -> Path:
+    """A randomly initialized model with the architecture and tokenizer of ``like`` (seeded: the same every run)."""
+    if not (out / "config.json").is_file():
+        set_seed(0)
+        BertForPreTraining(BertForPreTraining.from_pretrained(like).config).save_pretrained(out)
+        WordPieceTokenizer.from_file(like).save(out)
+    return out
+
+
+def finetune(model: Path, out: Path, n_labels: int, lr: float, args: argparse.Namespace) -> tuple[float, float]:
+    """SST-2 dev accuracy (mean, std over the seeds) of ``model`` fine-tuned on ``n_labels`` examples."""
+    if not (out / "metrics.json").is_file():
+        argv = ["--task", "sst2", "--model", str(model), "--out", str(out), "--overwrite", "--seeds", args.seeds,
+                "--max-train-examples", str(n_labels), "--lr", str(lr), "--epochs", str(args.epochs),
+                "--max-length", str(args.max_length), "--no-progress", *_common(args)]
+        if args.max_eval_examples:
+            argv += ["--max-eval-examples", str(args.max_eval_examples)]
+        if finetune_main(argv) != 0:
+            raise SystemExit(f"fine-tuning {model} failed (see the error above)")
+    metrics = json.loads((out / "metrics.json").read_text())
+    if "dev_mean" in metrics:  # several seeds
+        return metrics["dev_mean"]["accuracy"], metrics["dev_std"]["accuracy"]
+    return metrics["dev"]["accuracy"], 0.0
+
+
+def best_lr(model: Path, name: str, lrs: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Per label count: the lr of ``lrs`` with the best mean dev accuracy, and that mean and std."""
+    scores = {}
+    for n in map(int, args.labels.split(",")):
+        runs = {lr: finetune(model, Path(args.out) / "finetune" / name / f"n{n}-lr{lr:g}", n, lr, args)
+                for lr in map(float, lrs.split(","))}
+        lr = max(runs, key=lambda k: runs[k][0])
+        scores[str(n)] = {"lr": lr, "mean": runs[lr][0], "std": runs[lr][1]}
+    return scores
+
+
+def row(name: str, summary: dict[str, Any], sst2: dict[str, dict[str, float]],
+        random: dict[str, dict[str, float]]) -> dict[str, Any]:
+    ev = summary.get("eval", {})
+    return {"variant": name, "note": LEVERS[name][0], "overrides": LEVERS[name][1], "steps": summary["steps"],
+            "tokens": summary["tokens"], "train_time_s": summary["train_time_s"],
+            "mlm_accuracy": ev.get("mlm_accuracy"), "unigram_accuracy": ev.get("unigram_accuracy"),
+            "sst2": sst2, "gain_over_random": {n: s["mean"] - random[n]["mean"] for n, s in sst2.items()}}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(rows: list[dict[str, Any]], random: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
+    labels = args.labels.split(",")
+    budget = f"{args.minutes:g} min" if args.minutes else f"{args.tokens:,} tokens"
+    head = ["variant", "steps", "tokens", "MLM acc %", "unigram %",
+            *[f"SST-2 {n} labels %" for n in labels], *[f"gain {n} (pts)" for n in labels]]
+    lines = [f"Budget {budget} per variant, base config {args.config}; SST-2 dev accuracy, mean ± std over seeds "
+             f"{args.seeds}; random init at its best lr of {args.random_lrs}: " +
+             ", ".join(f"{n} labels {_pct(random[n]['mean'])} ± {_pct(random[n]['std'])} (lr {random[n]['lr']:g})"
+                       for n in labels), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["variant"], f"{r['steps']:,}", f"{r['tokens']:,}", _pct(r["mlm_accuracy"]),
+                 _pct(r["unigram_accuracy"]),
+                 *[f"{_pct(r['sst2'][n]['mean'])} ± {_pct(r['sst2'][n]['std'])}" for n in labels],
+                 *[f"{100 * r['gain_over_random'][n]:+.1f}" for n in labels]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.list:
+        for name, (note, overrides) in LEVERS.items():
+            print(f"{name:18} {note}\n{'':18} {' '.join(overrides) or '(no overrides)'}")
+        return
+    out = Path(args.out)
+    names = args.variants.split(",")
+    summaries = {names[0]: pretrain(names[0], args)}  # the first variant's architecture and vocabulary
+    like = f"random-init-like-{names[0]}"
+    random = best_lr(random_init(out / "pretrain" / names[0] / "final", out / like), like, args.random_lrs, args)
+    rows = []
+    for name in names:
+        summary = summaries.get(name) or pretrain(name, args)
+        rows.append(row(name, summary, best_lr(out / "pretrain" / name / "final", name, args.lrs, args), random))
+        (out / "results.json").write_text(json.dumps({"args": vars(args), "random_init": random, "rows": rows},
+                                                     indent=2) + "\n")
+        (out / "results.md").write_text(markdown(rows, random, args))
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
