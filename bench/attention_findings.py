@@ -2,7 +2,7 @@
 its syntax heads against EWT's gold trees (chosen on dev, confirmed on test) beside the fixed-offset
 baseline, and how much SST-2 fine-tuning moved each layer's attention (SST-2 dev).
 
-    python bench/attention_findings.py --finetuned /work/artifacts/sst2-minilm --out findings.json
+    python bench/attention_findings.py --finetuned runs/sst2-minilm --out findings.json
     python bench/attention_findings.py --model runs/pretrain-cpu-mini/final --out ch8.json  # another model
 
 CPU, fp32, one thread by default; about 3 minutes for MiniLM on a quiet machine (provisional).
