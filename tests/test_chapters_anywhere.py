@@ -170,3 +170,32 @@ def test_a_chapter_runs_from_a_folder_outside_the_checkout(tmp_path):
     # Runs, if any, go to runs/ in the working directory (BERTMINI_RUNS is unset): under tmp_path, and never
     # next to it, where a "../runs" would have put them.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "tmp"], sorted(tmp_path.iterdir())
+
+
+# Absolute paths of the machine that executed a notebook (a venv, a home, a scratch folder): committed outputs
+# must speak of the project only.
+_MACHINE_PATH = re.compile(r"(?<![\w.])/(?:root|home/\w+|Users/\w+|work|tmp)/[\w.-]+")
+
+
+def machine_paths(notebook: dict) -> list[str]:
+    """Every absolute machine path in a notebook's sources and text outputs."""
+    texts = []
+    for cell in notebook["cells"]:
+        texts.append("".join(cell["source"]))
+        for out in cell.get("outputs", []):
+            texts.append("".join(out.get("text", "")))
+            texts += ["".join(v) for k, v in out.get("data", {}).items() if k == "text/plain"]
+    return [m for text in texts for m in _MACHINE_PATH.findall(text)]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_machine_paths_in_committed_notebooks(path):
+    assert machine_paths(json.loads(path.read_text())) == []
+
+
+def test_machine_path_check_catches_a_venv_path_in_an_output():
+    cell = {"source": ["print(x)"], "outputs": [
+        {"output_type": "stream", "text": ["Failed to load /root/.cache/venv/lib/torchao/_C.so\n"]}]}
+    assert machine_paths({"cells": [cell]}) == ["/root/.cache"]
+    cell["outputs"][0]["text"] = ["saved to runs/sst2-minilm and bertmini/tokenizer.py\n"]
+    assert machine_paths({"cells": [cell]}) == []
