@@ -14,26 +14,16 @@ bench/bench_efficiency.py times chapter 13's ladder of levers the same way.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import time
 
 import torch
 from bench_pretrain import autocast  # noqa: E402  (bench/ is the working directory or on sys.path)
 
-from bertmini.finetuning import bucket_batches, pad_collate
+from bertmini.compression.ladder import make_batches
+from bertmini.finetuning import pad_collate
 from bertmini.finetuning.tasks import TASKS, encode, load_splits
 from bertmini.tokenizer import WordPieceTokenizer
-
-
-def make_batches(features: list[dict], batch: int, bucketed: bool, seed: int = 0) -> list[dict]:
-    if bucketed:
-        order = bucket_batches([len(f["input_ids"]) for f in features], batch, shuffle=True, seed=seed)
-    else:
-        idx = list(range(len(features)))
-        random.Random(seed).shuffle(idx)
-        order = [idx[i:i + batch] for i in range(0, len(idx), batch)]
-    return [pad_collate([features[i] for i in rows]) for rows in order]
 
 
 def epoch_time(model: torch.nn.Module, batches: list[dict], dtype: str) -> float:
@@ -89,7 +79,7 @@ def main() -> None:
           "|---|---|---:|---:|---:|---:|")
     for dtype in args.dtypes.split(","):
         for bucketed in (False, True):
-            batches = make_batches(features, args.batch, bucketed)
+            batches = make_batches(features, args.batch, "bucketed" if bucketed else "longest", args.max_length)
             times: dict[str, list[float]] = {"ours": [], "theirs": []}
             for model in (ours, theirs):  # warm-up: the first steps allocate and pick kernels
                 epoch_time(model, batches[:1], dtype)

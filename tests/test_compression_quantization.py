@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from bertmini import BertConfig
-from bertmini.compression import disk_mb, int8_linear, parameter_count, quantize_int8
-from bertmini.compression import quantization
+from bertmini.compression import disk_mb, int8_linear, parameter_count, quantization, quantize_int8
 from bertmini.errors import InputError
 from bertmini.heads import BertForSequenceClassification
 
