@@ -36,6 +36,7 @@ from bertmini.utils import set_seed
 TAPT_SHARE = 0.25  # of the budget, for the second phase of a two-phase variant
 PACKED = ["data.mode=packed"]  # MLM only (no NSP), full blocks: RoBERTa §4.2, cramming
 SST2_TRAIN = "{reader: tsv, path: sst2/train.tsv, column: sentence}"  # sentences only, labels never read
+SST2_EVAL = "data.eval={reader: tsv, path: sst2/dev.tsv, column: sentence}"  # held out from the same reviews
 BASE_TRAIN = ("{reader: gutenberg, path: gutenberg-nltk, split: chapter}", "{reader: wikitext, path: "
               "wikitext-2-raw/wiki.test.raw}")  # pretrain_cpu_mini's two sources
 # name -> (what it tests, overrides of the base config); in the order worth running them
@@ -68,7 +69,9 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "packed_plus_sst2": ("the base corpus + SST-2's unlabeled training sentences",
                          [*PACKED, f"data.train=[{BASE_TRAIN[0]}, {BASE_TRAIN[1]}, {SST2_TRAIN}]"]),
     "packed_sst2_only": ("self-pre-training on SST-2's training sentences only (Krishna et al. 2023)",
-                         [*PACKED, f"data.train=[{SST2_TRAIN}]"]),
+                         [*PACKED, f"data.train=[{SST2_TRAIN}]", SST2_EVAL]),
+    "packed_wiki_sst2": ("Wikipedia + SST-2's training sentences, no books; held out: SST-2 dev sentences",
+                         [*PACKED, f"data.train=[{BASE_TRAIN[1]}, {SST2_TRAIN}]", SST2_EVAL]),
     "packed_then_tapt": (f"packed for {1 - TAPT_SHARE:.0%} of the budget, then MLM on SST-2's sentences "
                          "(pretrain_cpu_mini_tapt_sst2; Gururangan et al. 2020)", PACKED),
     "packed_wiki_x3": ("Wikipedia's share tripled (its 60 articles listed three times)",
@@ -78,7 +81,8 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
 TAPT_CONFIG = "pretrain_cpu_mini_tapt_sst2"
 SECOND_PHASE = {"packed_then_tapt": ["data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}"]}
 QUICK = {"config": "pretrain_tiny_test", "tokens": 8 * 64 * 4, "variants": "base,packed", "labels": "64",
-         "seeds": "1,2", "lrs": "1e-3", "random_lrs": "1e-3,3e-3", "epochs": 1.0, "max_eval_examples": 64}
+         "seeds": "1,2", "lrs": "1e-3", "random_lrs": "1e-3,3e-3", "epochs": 1.0, "min_steps": 1,
+         "max_eval_examples": 64}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,11 +93,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--minutes", type=float, help="training minutes per variant (train.time_budget_min)")
     budget.add_argument("--tokens", type=int, help="input tokens per variant (train.token_budget)")
     p.add_argument("--variants", default=",".join(LEVERS), help="comma-separated names of --list (default: all)")
-    p.add_argument("--labels", default="1000,4000", help="SST-2 training subset sizes (default %(default)s)")
+    p.add_argument("--labels", default="1000,4000", help="SST-2 training subset sizes, 'all' for all 67k "
+                                                         "(default %(default)s)")
     p.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds (default %(default)s)")
     p.add_argument("--lrs", default="1e-4", help="fine-tuning lr grid of the pre-trained models")
     p.add_argument("--random-lrs", default="1e-4,3e-4,1e-3", help="fine-tuning lr grid of random init")
     p.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs (default %(default)s)")
+    p.add_argument("--min-steps", type=int, default=500, help="fine-tuning steps at least, for small subsets "
+                                                               "(more epochs; default %(default)s)")
+    p.add_argument("--epochs-all", type=float, default=1.0, help="fine-tuning epochs with all labels")
     p.add_argument("--max-length", type=int, default=64, help="fine-tuning tokens per sentence (SST-2 is short)")
     p.add_argument("--max-eval-examples", type=int, help="score a subset of SST-2 dev (default: all 872)")
     p.add_argument("--data-dir", help="the local data sets (default $BERTMINI_DATA_DIR)")
@@ -107,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.variants.split(",")) - set(LEVERS))
     if unknown:
         p.error(f"unknown variants {unknown}; see --list")
+    bad = [n for n in args.labels.split(",") if n != "all" and not (n.isdigit() and int(n) > 0)]
+    if bad:
+        p.error(f"--labels: expected label counts (integers >= 1) or 'all', got {bad}")
     return args
 
 
@@ -146,30 +157,43 @@ def random_init(like: Path, out: Path) -> Path:
     return out
 
 
-def finetune(model: Path, out: Path, n_labels: int, lr: float, args: argparse.Namespace) -> tuple[float, float]:
-    """SST-2 dev accuracy (mean, std over the seeds) of ``model`` fine-tuned on ``n_labels`` examples."""
+def fit_epochs(n_labels: int | None, args: argparse.Namespace) -> float:
+    """Epochs for a training subset: ``--epochs``, raised so that a small one still gets ``--min-steps`` steps
+    (1,000 labels are 32 batches an epoch), and ``--epochs-all`` for all 67k labels."""
+    if n_labels is None:
+        return args.epochs_all
+    return max(args.epochs, args.min_steps * 32 / n_labels)
+
+
+def finetune(model: Path, out: Path, n_labels: int | None, lr: float, args: argparse.Namespace) -> dict[str, Any]:
+    """SST-2 dev accuracy of ``model`` fine-tuned on ``n_labels`` examples (None: all): mean, std, per seed."""
     if not (out / "metrics.json").is_file():
         argv = ["--task", "sst2", "--model", str(model), "--out", str(out), "--overwrite", "--seeds", args.seeds,
-                "--max-train-examples", str(n_labels), "--lr", str(lr), "--epochs", str(args.epochs),
-                "--max-length", str(args.max_length), "--no-progress", *_common(args)]
+                "--lr", str(lr), "--epochs", f"{fit_epochs(n_labels, args):g}", "--max-length", str(args.max_length),
+                "--no-progress", *_common(args)]
+        if n_labels is not None:
+            argv += ["--max-train-examples", str(n_labels)]
         if args.max_eval_examples:
             argv += ["--max-eval-examples", str(args.max_eval_examples)]
         if finetune_main(argv) != 0:
             raise SystemExit(f"fine-tuning {model} failed (see the error above)")
     metrics = json.loads((out / "metrics.json").read_text())
     if "dev_mean" in metrics:  # several seeds
-        return metrics["dev_mean"]["accuracy"], metrics["dev_std"]["accuracy"]
-    return metrics["dev"]["accuracy"], 0.0
+        return {"lr": lr, "mean": metrics["dev_mean"]["accuracy"], "std": metrics["dev_std"]["accuracy"],
+                "per_seed": [r["dev"]["accuracy"] for r in metrics["runs"]]}
+    return {"lr": lr, "mean": metrics["dev"]["accuracy"], "std": 0.0, "per_seed": [metrics["dev"]["accuracy"]]}
 
 
-def best_lr(model: Path, name: str, lrs: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Per label count: the lr of ``lrs`` with the best mean dev accuracy, and that mean and std."""
-    scores = {}
-    for n in map(int, args.labels.split(",")):
-        runs = {lr: finetune(model, Path(args.out) / "finetune" / name / f"n{n}-lr{lr:g}", n, lr, args)
-                for lr in map(float, lrs.split(","))}
-        lr = max(runs, key=lambda k: runs[k][0])
-        scores[str(n)] = {"lr": lr, "mean": runs[lr][0], "std": runs[lr][1]}
+def best_lr(model: Path, name: str, lrs: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Per label count: the run at the lr of ``lrs`` with the best mean dev accuracy. With all labels (a run
+    costs 20 subsets' worth) only the lr that won the largest subset is run."""
+    scores: dict[str, dict[str, Any]] = {}
+    for label in args.labels.split(","):
+        n = None if label == "all" else int(label)
+        grid = [scores[max(scores, key=int)]["lr"]] if n is None and scores else list(map(float, lrs.split(",")))
+        runs = [finetune(model, Path(args.out) / "finetune" / name / f"n{label}-lr{lr:g}", n, lr, args)
+                for lr in grid]
+        scores[label] = max(runs, key=lambda r: r["mean"])
     return scores
 
 

@@ -120,6 +120,18 @@ def test_the_levers_of_bench_pretrain_levers_are_valid_overrides(monkeypatch):
         assert load_settings(CONFIGS / f"{levers.TAPT_CONFIG}.yaml", [*budget, *overrides]).data["eval"]
 
 
+def test_bench_pretrain_levers_label_counts(monkeypatch, capsys):
+    """Small SST-2 subsets get at least --min-steps steps, 'all' its own epochs; a bad count names itself."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import pretrain_levers as levers
+    args = levers.parse_args(["--minutes", "1", "--labels", "500,4000,all", "--min-steps", "500", "--epochs", "3"])
+    assert levers.fit_epochs(500, args) == 32.0  # 500 steps x 32 examples over 500 examples
+    assert levers.fit_epochs(100_000, args) == 3.0 and levers.fit_epochs(None, args) == args.epochs_all
+    with pytest.raises(SystemExit):
+        levers.parse_args(["--minutes", "1", "--labels", "1000,4k"])
+    assert "got ['4k']" in capsys.readouterr().err
+
+
 def test_missing_config_file(tmp_path, capsys):
     assert cli(["pretrain", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
