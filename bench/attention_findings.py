@@ -3,7 +3,7 @@ its syntax heads against EWT's gold trees (chosen on dev, confirmed on test) bes
 baseline, and how much SST-2 fine-tuning moved each layer's attention (SST-2 dev).
 
     python bench/attention_findings.py --finetuned runs/sst2-minilm --out findings.json
-    python bench/attention_findings.py --model runs/pretrain-cpu-mini/final --out ch8.json  # another model
+    python bench/attention_findings.py --model runs/pretrain-cpu/final --out ch8.json  # another model
 
 CPU, fp32, one thread by default; about 3 minutes for MiniLM on a quiet machine (provisional).
 """

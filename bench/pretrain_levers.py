@@ -16,8 +16,8 @@ variants with the same vocabulary, sequence length and data.mode (the eval set i
 Run one sweep at a time on an otherwise idle machine: a time budget measures the machine's speed.
 
     python bench/pretrain_levers.py --list
-    python bench/pretrain_levers.py --out /tmp/levers --minutes 30 --variants base,packed,packed_mask30
-    python bench/pretrain_levers.py --out /tmp/levers --tokens 20000000 --variants packed,packed_tiny
+    python bench/pretrain_levers.py --out /tmp/levers --minutes 15 --variants base,no_seq_warmup,mini
+    python bench/pretrain_levers.py --out /tmp/levers --tokens 20000000 --variants base,mask30
     python bench/pretrain_levers.py --quick --out /tmp/levers-quick    # the pipeline, tiny settings, < 1 min
 """
 from __future__ import annotations
@@ -34,53 +34,43 @@ from bertmini.tokenizer import WordPieceTokenizer
 from bertmini.utils import set_seed
 
 TAPT_SHARE = 0.25  # of the budget, for the second phase of a two-phase variant
-PACKED = ["data.mode=packed"]  # MLM only (no NSP), full blocks: RoBERTa §4.2, cramming
-SST2_TRAIN = "{reader: tsv, path: sst2/train.tsv, column: sentence}"  # sentences only, labels never read
-SST2_EVAL = "data.eval={reader: tsv, path: sst2/dev.tsv, column: sentence}"  # held out from the same reviews
-BASE_TRAIN = ("{reader: gutenberg, path: gutenberg-nltk, split: chapter}", "{reader: wikitext, path: "
-              "wikitext-2-raw/wiki.test.raw}")  # pretrain_cpu_mini's two sources
-# name -> (what it tests, overrides of the base config); in the order worth running them
+WIKI = "{reader: wikitext, path: wikitext-2-raw/wiki.test.raw}"
+SST2 = "{reader: tsv, path: sst2/train.tsv, column: sentence}"  # sentences only, labels never read
+BOOKS = "{reader: gutenberg, path: gutenberg-nltk, split: chapter}"  # 14 public-domain books
+NO_WARMUP = ["data.warmup_seq_length=null", "data.warmup_seq_steps=0"]
+# name -> (what it tests, overrides of the base config, pretrain_cpu); each variant changes one thing of it
 LEVERS: dict[str, tuple[str, list[str]]] = {
-    "base": ("the base config as shipped (pretrain_cpu_mini: MLM + NSP)", []),
-    "packed": ("MLM only, packed full blocks, no NSP", PACKED),
-    "packed_lr2e-3": ("peak lr 2e-3 (base 1e-3)", [*PACKED, "train.lr=2.0e-3"]),
-    "packed_lr5e-4": ("peak lr 5e-4", [*PACKED, "train.lr=5.0e-4"]),
-    "packed_mask30": ("masking rate 0.3 (Wettig et al. 2023)", [*PACKED, "data.mlm_probability=0.3"]),
-    "packed_mask40": ("masking rate 0.4", [*PACKED, "data.mlm_probability=0.4"]),
-    "packed_cram": ("AdamW beta2 0.98, grad clip 0.5, dropout 0 (cramming, Geiping & Goldstein 2023)",
-                    [*PACKED, "train.betas=[0.9, 0.98]", "train.grad_clip=0.5", "model.hidden_dropout_prob=0.0",
-                     "model.attention_probs_dropout_prob=0.0"]),
-    "packed_tiny": ("tiny 2 x 128 instead of mini 4 x 256: more steps in the budget", [*PACKED, "model.preset=tiny"]),
-    "packed_seq64": ("64-token blocks, batch 64: the same tokens per step", [*PACKED, "data.max_seq_length=64",
-                                                                            "train.batch_size=64"]),
-    "packed_batch16": ("batch 16", [*PACKED, "train.batch_size=16"]),
-    "packed_batch64": ("batch 64 (base 32)", [*PACKED, "train.batch_size=64"]),
-    "packed_warmup0.02": ("2% warmup (base 6%), linear decay to 0 at the budget's end",
-                          [*PACKED, "train.warmup_ratio=0.02"]),
-    "packed_onecycle": ("one-cycle schedule: warmup then cosine to 0", [*PACKED, "train.schedule=onecycle"]),
-    "packed_beta98": ("AdamW beta2 0.98 only", [*PACKED, "train.betas=[0.9, 0.98]"]),
-    "packed_dropout0": ("dropout 0 only", [*PACKED, "model.hidden_dropout_prob=0.0",
-                                           "model.attention_probs_dropout_prob=0.0"]),
-    "packed_wwm": ("whole-word masking", [*PACKED, "data.whole_word=true"]),
-    "packed_compile": ("torch.compile: more steps in the same minutes, if it pays for its compile time",
-                       [*PACKED, "train.compile=true"]),
-    "packed_vocab4k": ("vocabulary 4,096 (base 8,192)", [*PACKED, "tokenizer.vocab_size=4096"]),
-    "packed_vocab16k": ("vocabulary 16,384", [*PACKED, "tokenizer.vocab_size=16384"]),
-    "packed_plus_sst2": ("the base corpus + SST-2's unlabeled training sentences",
-                         [*PACKED, f"data.train=[{BASE_TRAIN[0]}, {BASE_TRAIN[1]}, {SST2_TRAIN}]"]),
-    "packed_sst2_only": ("self-pre-training on SST-2's training sentences only (Krishna et al. 2023)",
-                         [*PACKED, f"data.train=[{SST2_TRAIN}]", SST2_EVAL]),
-    "packed_wiki_sst2": ("Wikipedia + SST-2's training sentences, no books; held out: SST-2 dev sentences",
-                         [*PACKED, f"data.train=[{BASE_TRAIN[1]}, {SST2_TRAIN}]", SST2_EVAL]),
-    "packed_then_tapt": (f"packed for {1 - TAPT_SHARE:.0%} of the budget, then MLM on SST-2's sentences "
-                         "(pretrain_cpu_mini_tapt_sst2; Gururangan et al. 2020)", PACKED),
-    "packed_wiki_x3": ("Wikipedia's share tripled (its 60 articles listed three times)",
-                       [*PACKED, f"data.train=[{BASE_TRAIN[0]}, {BASE_TRAIN[1]}, {BASE_TRAIN[1]}, {BASE_TRAIN[1]}]"]),
+    "base": ("the CPU default as shipped (pretrain_cpu)", []),
+    "no_seq_warmup": ("whole 128-token blocks from the first step: the unigram plateau", NO_WARMUP),
+    "seq_warmup32": ("warmup on 32-token pieces (base 16)", ["data.warmup_seq_length=32"]),
+    "seq_warmup_500": ("500 warmup steps (base 1,000)", ["data.warmup_seq_steps=500"]),
+    "nsp": ("MLM + NSP pairs (BERT §3.1) instead of packed MLM; no sequence-length warmup",
+            ["data.mode=nsp", *NO_WARMUP]),
+    "mini": ("mini 4 x 256 instead of tiny 2 x 128: fewer steps in the budget", ["model.preset=mini"]),
+    "lr2e-3": ("peak lr 2e-3 (base 1e-3)", ["train.lr=2.0e-3"]),
+    "lr5e-4": ("peak lr 5e-4", ["train.lr=5.0e-4"]),
+    "mask30": ("masking rate 0.3 (Wettig et al. 2022)", ["data.mlm_probability=0.3"]),
+    "dropout0.1": ("dropout 0.1 while pre-training (BERT's; base 0)", ["model.hidden_dropout_prob=0.1",
+                                                                      "model.attention_probs_dropout_prob=0.1"]),
+    "beta999": ("AdamW beta2 0.999 (BERT's; base 0.98)", ["train.betas=[0.9, 0.999]"]),
+    "batch64": ("batch 64 (base 32)", ["train.batch_size=64"]),
+    "seq64": ("64-token blocks, batch 64: the same tokens per step", ["data.max_seq_length=64",
+                                                                      "train.batch_size=64"]),
+    "vocab4k": ("vocabulary 4,096 (base 8,192)", ["tokenizer.vocab_size=4096"]),
+    "sst2_only": ("self-pre-training on SST-2's training sentences only (Krishna et al. 2023)",
+                  [f"data.train=[{SST2}]"]),
+    "wiki_only": ("Wikipedia only: no SST-2 text before fine-tuning on SST-2", [f"data.train=[{WIKI}]"]),
+    "plus_books": ("+ 14 public-domain books (the corpus's 88%: KJV, Milton...)",
+                   [f"data.train=[{BOOKS}, {WIKI}, {SST2}]"]),
+    "then_tapt": (f"the base for {1 - TAPT_SHARE:.0%} of the budget, then MLM on SST-2's sentences only "
+                  "(pretrain_cpu_tapt_sst2; Gururangan et al. 2020)", []),
+    "compile": ("torch.compile: more steps in the same minutes, if it pays for its compile time",
+                ["train.compile=true"]),
 }
 # Two-phase variants: name -> overrides of the second phase, TAPT_CONFIG continued from the first one's final/.
-TAPT_CONFIG = "pretrain_cpu_mini_tapt_sst2"
-SECOND_PHASE = {"packed_then_tapt": ["data.eval={reader: wikitext, path: wikitext-2-raw/wiki.valid.raw}"]}
-QUICK = {"config": "pretrain_tiny_test", "tokens": 8 * 64 * 4, "variants": "base,packed", "labels": "64",
+TAPT_CONFIG = "pretrain_cpu_tapt_sst2"
+SECOND_PHASE: dict[str, list[str]] = {"then_tapt": []}
+QUICK = {"config": "pretrain_tiny_test", "tokens": 8 * 64 * 4, "variants": "base,nsp", "labels": "64",
          "seeds": "1,2", "lrs": "1e-3", "random_lrs": "1e-3,3e-3", "epochs": 1.0, "min_steps": 1,
          "max_eval_examples": 64}
 
@@ -88,7 +78,7 @@ QUICK = {"config": "pretrain_tiny_test", "tokens": 8 * 64 * 4, "variants": "base
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/pretrain-levers", help="everything goes here (default %(default)s)")
-    p.add_argument("--config", default="pretrain_cpu_mini", help="the base pretrain config (default %(default)s)")
+    p.add_argument("--config", default="pretrain_cpu", help="the base pretrain config (default %(default)s)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="training minutes per variant (train.time_budget_min)")
     budget.add_argument("--tokens", type=int, help="input tokens per variant (train.token_budget)")
@@ -105,13 +95,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=64, help="fine-tuning tokens per sentence (SST-2 is short)")
     p.add_argument("--max-eval-examples", type=int, help="score a subset of SST-2 dev (default: all 872)")
     p.add_argument("--data-dir", help="the local data sets (default $BERTMINI_DATA_DIR)")
+    p.add_argument("--pretrained", help="a finished pre-training run (its folder, e.g. runs/pretrain-cpu): fine-tune "
+                                        "it and random init like it, without pre-training (no budget)")
     p.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK}")
     p.add_argument("--list", action="store_true", help="print the levers and exit")
     args = p.parse_args(argv)
     if args.quick:
         vars(args).update(QUICK, minutes=None)
-    if args.minutes is None and args.tokens is None and not args.list:
-        p.error("give the budget: --minutes or --tokens")
+    if args.minutes is None and args.tokens is None and not (args.list or args.pretrained):
+        p.error("give the budget: --minutes or --tokens (or --pretrained RUN)")
+    if args.pretrained and not (Path(args.pretrained) / "summary.json").is_file():
+        p.error(f"--pretrained: {args.pretrained} holds no summary.json: not a finished pre-training run")
     unknown = sorted(set(args.variants.split(",")) - set(LEVERS))
     if unknown:
         p.error(f"unknown variants {unknown}; see --list")
@@ -235,14 +229,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:18} {note}\n{'':18} {' '.join(overrides) or '(no overrides)'}")
         return
     out = Path(args.out)
-    names = args.variants.split(",")
-    summaries = {names[0]: pretrain(names[0], args)}  # the first variant's architecture and vocabulary
+    names = ["base"] if args.pretrained else args.variants.split(",")
+    folders = {name: Path(args.pretrained) if args.pretrained else out / "pretrain" / name for name in names}
+    summaries = {names[0]: json.loads((folders["base"] / "summary.json").read_text()) if args.pretrained
+                 else pretrain(names[0], args)}  # the first variant's architecture and vocabulary
     like = f"random-init-like-{names[0]}"
-    random = best_lr(random_init(out / "pretrain" / names[0] / "final", out / like), like, args.random_lrs, args)
+    random = best_lr(random_init(folders[names[0]] / "final", out / like), like, args.random_lrs, args)
     rows = []
     for name in names:
         summary = summaries.get(name) or pretrain(name, args)
-        rows.append(row(name, summary, best_lr(out / "pretrain" / name / "final", name, args.lrs, args), random))
+        rows.append(row(name, summary, best_lr(folders[name] / "final", name, args.lrs, args), random))
         (out / "results.json").write_text(json.dumps({"args": vars(args), "random_init": random, "rows": rows},
                                                      indent=2) + "\n")
         (out / "results.md").write_text(markdown(rows, random, args))

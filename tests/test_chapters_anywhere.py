@@ -61,7 +61,7 @@ def violations(source: str) -> list[str]:
             if _parent_path(node.value):
                 found.append(f"a path out of the working directory: {node.value!r}")
             elif node.value == "configs":  # Path(...) / "configs": that folder is inside the package now
-                found.append("the checkout's configs/ folder: name the shipped config instead ('pretrain_cpu_mini')")
+                found.append("the checkout's configs/ folder: name the shipped config instead ('pretrain_cpu')")
         elif isinstance(node, ast.Call) and _called_name(node.func) in _FORBIDDEN_CALLS:
             name = _called_name(node.func)
             found.append(f"{name}(...): {_FORBIDDEN_CALLS[name]}")
@@ -92,7 +92,7 @@ def test_no_chapter_depends_on_the_checkout_or_the_working_directory(chapter):
 
 
 MUTANTS = [
-    'cfg = load_settings(Path("..") / "configs" / "pretrain_cpu_mini.yaml")',
+    'cfg = load_settings(Path("..") / "configs" / "pretrain_cpu.yaml")',
     'RUNS = Path("../runs")',
     "out = os.path.join('..', 'runs', name)",
     'print(open(f"../runs/{name}/metrics.json").read())',
@@ -112,7 +112,7 @@ CLEAN = [
     'load_sst2("train", data_dir=DATA)',
     'print("python -m bertmini pretrain --config", f"configs/{CONFIG}.yaml")',
     'print(text[:240], "...")',
-    'RUN = runs_dir() / "pretrain-cpu-mini"',
+    'RUN = runs_dir() / "pretrain-cpu"',
     'first = path.parent / (m["runs"][0]["dir"] if "runs" in m else "")',
 ]
 

@@ -95,6 +95,9 @@ def test_unknown_keys_name_file_and_key(override, key, capsys):
     ("data.mlm_probability=-0.15", r"data\.mlm_probability: expected a number in \(0, 1\), got -0\.15$"),
     ("data.mlm_probability=lots", r"data\.mlm_probability: expected a number in \(0, 1\), got 'lots'$"),
     ("train.token_budget=0", r"train\.token_budget: expected null or an integer >= 1, got 0$"),
+    ("data.warmup_seq_length=16", r"data\.warmup_seq_length: expected data\.mode: packed .*got \"mode 'nsp'\""),
+    ("data.warmup_seq_length=24", r"warmup_seq_length: expected null or an integer >= 2 that divides data\.max_seq_"),
+    ("data.warmup_seq_steps=100", r"data\.warmup_seq_steps: expected 0 without data\.warmup_seq_length, got 100$"),
     ("train.token_budget=1.5e6", r"train\.token_budget: expected null or an integer >= 1, got 1500000\.0$"),
 ])
 def test_invalid_values_are_config_errors(override, message):
@@ -112,15 +115,15 @@ def test_the_levers_of_bench_pretrain_levers_are_valid_overrides(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     import pretrain_levers as levers
     budget = ["train.max_steps=100000000", "train.time_budget_min=30"]
-    base = load_settings(CONFIGS / "pretrain_cpu_mini.yaml", budget)
+    base = load_settings(CONFIGS / "pretrain_cpu.yaml", budget)
     for name, (_, overrides) in levers.LEVERS.items():
-        settings = load_settings(CONFIGS / "pretrain_cpu_mini.yaml", [*budget, *overrides])
-        assert (settings.raw == base.raw) == (name == "base"), name
+        settings = load_settings(CONFIGS / "pretrain_cpu.yaml", [*budget, *overrides])
+        assert (settings.raw == base.raw) == (name == "base" or name in levers.SECOND_PHASE), name
     for overrides in levers.SECOND_PHASE.values():
         assert load_settings(CONFIGS / f"{levers.TAPT_CONFIG}.yaml", [*budget, *overrides]).data["eval"]
 
 
-def test_bench_pretrain_levers_label_counts(monkeypatch, capsys):
+def test_bench_pretrain_levers_label_counts(monkeypatch, capsys, tmp_path):
     """Small SST-2 subsets get at least --min-steps steps, 'all' its own epochs; a bad count names itself."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
     import pretrain_levers as levers
@@ -130,6 +133,11 @@ def test_bench_pretrain_levers_label_counts(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         levers.parse_args(["--minutes", "1", "--labels", "1000,4k"])
     assert "got ['4k']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a folder that is not a finished run
+        levers.parse_args(["--pretrained", str(tmp_path)])
+    assert f"{tmp_path} holds no summary.json" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text("{}")
+    assert levers.parse_args(["--pretrained", str(tmp_path)]).minutes is None  # no budget needed
 
 
 def test_missing_config_file(tmp_path, capsys):

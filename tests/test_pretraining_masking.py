@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import bertmini.pretraining.masking as masking
 from bertmini.pretraining.masking import IGNORE_INDEX, MLMCollator, mask_tokens, word_continuation_ids
+from bertmini.pretraining.seq_warmup import cut_rows
 from bertmini.tokenizer import WordPieceTokenizer
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -169,6 +170,21 @@ def test_collator_is_dynamic_reproducible_and_resumable(tok):
     resumed = c(examples)
     assert torch.equal(resumed["input_ids"], second["input_ids"]) and torch.equal(resumed["labels"], second["labels"])
     assert torch.equal(examples[0]["input_ids"], items(tok, 2)[0]["input_ids"]), "dataset items were modified"
+
+
+def test_collator_sequence_length_warmup_cuts_the_first_batches_and_resumes(tok):
+    examples = items(tok, 8)  # 8 rows of 12 tokens
+    plain, warm = MLMCollator(tok, seed=5), MLMCollator(tok, seed=5, short_length=4, short_batches=2)
+    first = warm(examples)
+    assert first["input_ids"].shape[1] == 4  # 12-token rows cut in three (all-padding pieces dropped)
+    reference = plain(examples)  # the same masks, before the cut
+    assert torch.equal(first["labels"], cut_rows(reference, 4)["labels"])
+    state = warm.state_dict()
+    assert warm(examples)["input_ids"].shape[1] == 4 and warm(examples)["input_ids"].shape == (8, 12)
+    resumed = MLMCollator(tok, seed=0, short_length=4, short_batches=2)
+    resumed.load_state_dict(state)  # after one batch: one more is cut, then full rows
+    assert resumed(examples)["input_ids"].shape[1] == 4 and resumed(examples)["input_ids"].shape == (8, 12)
+    assert MLMCollator(tok, short_length=None, short_batches=5)(examples)["input_ids"].shape == (8, 12)
 
 
 def test_collator_whole_word_masks_all_pieces_of_a_word(tok):

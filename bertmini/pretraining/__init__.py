@@ -3,6 +3,7 @@
 ``corpus``: text files / WikiText / Gutenberg / TSV columns / HF datasets → documents (lists of sentences);
 ``examples``: documents → fixed ``[CLS] A [SEP] B [SEP]`` tensors (NSP) or packed MLM blocks;
 ``masking``: dynamic 80/10/10 masking of 15% of the tokens, per batch;
+``seq_warmup``: the first steps on short pieces of each block, which takes a small model off the unigram plateau;
 ``settings`` and ``build``: a YAML config, validated, and the tokenizer and cached datasets it builds;
 ``evaluation``: held-out MLM/NSP metrics; ``cli``: ``python -m bertmini pretrain``.
 """

@@ -47,6 +47,7 @@ from bertmini.pretraining.evaluation import (
     unigram_baseline,
 )
 from bertmini.pretraining.masking import MLMCollator
+from bertmini.pretraining.seq_warmup import SeqWarmupStep
 from bertmini.pretraining.settings import PretrainSettings, load_settings
 from bertmini.runfolder import lock_folder, sweep_temps
 from bertmini.training import state as ckpt
@@ -138,7 +139,8 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
         model = _build_model(settings, tok.vocab_size, data["max_seq_length"])
         masking = dict(mlm_probability=data["mlm_probability"], whole_word=data["whole_word"],
                        max_predictions=data["max_predictions"])
-        collator = MLMCollator(tok, seed=cfg.seed + rank, **masking)
+        collator = MLMCollator(tok, seed=cfg.seed + rank, short_length=data["warmup_seq_length"],
+                               short_batches=data["warmup_seq_steps"] * cfg.grad_accum, **masking)
         loader = DataLoader(train_ds, batch_size=settings.batch_size, shuffle=True, drop_last=True,
                             collate_fn=collator, num_workers=0,  # the collator's RNG is checkpointed: no workers
                             pin_memory=device.type == "cuda")
@@ -152,11 +154,18 @@ def run(settings: PretrainSettings, data_root: Path | None) -> dict[str, Any]:
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; train {len(train_ds):,} "
             f"{data['mode']} examples of {data['max_seq_length']} tokens; eval {len(eval_ds or ()):,}; "
             f"global batch {settings.batch_size * cfg.grad_accum * world}")
+        if data["warmup_seq_length"]:
+            pieces = data["max_seq_length"] // data["warmup_seq_length"]
+            say(f"sequence-length warmup: the first {data['warmup_seq_steps']:,} steps on pieces of "
+                f"{data['warmup_seq_length']} tokens (each block cut in {pieces}), then whole blocks, positions "
+                f"{data['warmup_seq_length']}+ copied from the first {data['warmup_seq_length']}")
         cfg = _fit_token_budget(settings, cfg, world)
         latest = ckpt.latest_checkpoint(out / "checkpoints") if cfg.resume is True else cfg.resume
         if latest:
             say(f"resuming from {latest}")
-        trainer = Trainer(model, loader, cfg, eval_fn=eval_fn, stateful={"collator": collator})
+        warmup_step = SeqWarmupStep(collator, model, data["warmup_seq_length"], data["max_seq_length"]) \
+            if data["warmup_seq_length"] else None
+        trainer = Trainer(model, loader, cfg, eval_fn=eval_fn, train_step=warmup_step, stateful={"collator": collator})
         result = trainer.train()
         if not result["losses"] and (out / "summary.json").is_file():  # a finished run, rerun: keep its record
             say("the run was already complete")
@@ -206,7 +215,7 @@ def _finish(out: Path, tok: Any, summary: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bertmini pretrain",
                                      description="Pre-train BERT (MLM + NSP) from a YAML config.")
-    parser.add_argument("--config", required=True, help="a YAML file, e.g. configs/pretrain_cpu_mini.yaml")
+    parser.add_argument("--config", required=True, help="a YAML file, e.g. configs/pretrain_cpu.yaml")
     parser.add_argument("--data-dir", help="folder of the local data sets (default: BERTMINI_DATA_DIR, ./data)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides with dotted keys, e.g. train.max_steps=100 model.preset=small")

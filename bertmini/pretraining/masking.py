@@ -25,6 +25,7 @@ from torch.utils.data import get_worker_info
 
 from bertmini.errors import is_number
 from bertmini.heads import IGNORE_INDEX
+from bertmini.pretraining.seq_warmup import cut_rows
 
 __all__ = ["word_continuation_ids", "mask_tokens", "MLMCollator", "IGNORE_INDEX"]
 
@@ -135,7 +136,8 @@ class MLMCollator:
     def __init__(self, tokenizer: Any = None, *, mlm_probability: float = 0.15, whole_word: bool = False,
                  seed: int = 0, max_predictions: int | None = None, vocab_size: int | None = None,
                  mask_token_id: int | None = None, special_ids: Sequence[int] | None = None,
-                 continuation_ids: Iterable[int] | None = None):
+                 continuation_ids: Iterable[int] | None = None, short_length: int | None = None,
+                 short_batches: int = 0):
         def pick(value: Any, attr: str) -> Any:
             if value is None:
                 if tokenizer is None:
@@ -162,6 +164,9 @@ class MLMCollator:
                 continuation_ids = word_continuation_ids(tokenizer)
             self.continuation = torch.tensor(sorted(continuation_ids), dtype=torch.long)
         self.generator = torch.Generator().manual_seed(seed)
+        # Sequence-length warmup (bertmini.pretraining.seq_warmup): the first `short_batches` batches are cut
+        # into `short_length`-token pieces; `calls` counts batches and is checkpointed with the generator.
+        self.short_length, self.short_batches, self.calls = short_length, short_batches if short_length else 0, 0
 
     def __call__(self, examples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         if get_worker_info() is not None:
@@ -175,10 +180,15 @@ class MLMCollator:
             generator=self.generator, whole_word=self.whole_word, word_starts=starts,
             attention_mask=batch.get("attention_mask"), max_predictions=self.max_predictions,
         )
+        self.calls += 1
+        if self.calls <= self.short_batches:
+            batch = cut_rows(batch, self.short_length)
         return batch
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "calls": self.calls}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        self.calls = int(state.get("calls", 0))  # checkpoints from before the warmup existed: 0
+

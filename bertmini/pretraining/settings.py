@@ -39,7 +39,8 @@ TOKENIZER_DEFAULTS = {"path": None, "vocab_size": 8192, "lowercase": True, "min_
                       "max_documents": None}
 DATA_DEFAULTS = {"train": None, "eval": None, "mode": "nsp", "max_seq_length": 128, "short_seq_prob": 0.1,
                  "dupe_factor": 1, "whole_word": False, "mlm_probability": 0.15, "max_predictions": None,
-                 "max_documents": None, "cache_dir": ".cache/bertmini", "seed": 12345}
+                 "max_documents": None, "cache_dir": ".cache/bertmini", "seed": 12345,
+                 "warmup_seq_length": None, "warmup_seq_steps": 0}
 TRAIN_EXTRAS = {"batch_size": 32, "eval_batches": 20}
 # train.token_budget: input tokens (batch_size x max_seq_length x grad_accum x processes per step) to train
 # on; max_steps is then a cap, as with time_budget_min (see bertmini.training.budget.steps_for_tokens)
@@ -105,7 +106,23 @@ def _check_data(data: dict[str, Any], where: str) -> dict[str, Any]:
     for key in ("max_predictions", "max_documents"):
         _require(data[key] is None or _is_int(data[key]), f"{where}.{key}", "null or an integer >= 1", data[key])
     _require(_is_int(data["seed"], 0), f"{where}.seed", "an integer >= 0", data["seed"])
+    _check_seq_warmup(data, where)
     return data
+
+
+def _check_seq_warmup(data: dict[str, Any], where: str) -> None:
+    """Sequence-length warmup: the first ``warmup_seq_steps`` steps cut each packed block into pieces of
+    ``warmup_seq_length`` tokens (:func:`bertmini.pretraining.masking.cut_rows`)."""
+    length, steps, full = data["warmup_seq_length"], data["warmup_seq_steps"], data["max_seq_length"]
+    _require(_is_int(steps, 0), f"{where}.warmup_seq_steps", "an integer >= 0", steps)
+    if length is None:
+        _require(steps == 0, f"{where}.warmup_seq_steps", "0 without data.warmup_seq_length", steps)
+        return
+    _require(_is_int(length, 2) and length < full and full % length == 0, f"{where}.warmup_seq_length",
+             f"null or an integer >= 2 that divides data.max_seq_length ({full}) and is smaller", length)
+    _require(data["mode"] == "packed", f"{where}.warmup_seq_length",
+             "data.mode: packed (NSP pairs cannot be cut into pieces)", f"mode {data['mode']!r}")
+    _require(steps >= 1, f"{where}.warmup_seq_steps", "an integer >= 1 with data.warmup_seq_length", steps)
 
 
 def _check_model(model: dict[str, Any], where: str, out_dir: Path) -> dict[str, Any]:

@@ -37,14 +37,14 @@ def parse_yaml(text: str) -> Any:
 
 
 def shipped_configs() -> list[str]:
-    """Names of the configs that ship with the package (``pretrain_cpu_mini``, ...)."""
+    """Names of the configs that ship with the package (``pretrain_cpu``, ...)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def resolve_config(name: str | os.PathLike) -> Path:
     """A config file: an existing path, else a shipped config by name.
 
-    ``pretrain_cpu_mini``, ``pretrain_cpu_mini.yaml`` and ``configs/pretrain_cpu_mini.yaml`` all name the
+    ``pretrain_cpu``, ``pretrain_cpu.yaml`` and ``configs/pretrain_cpu.yaml`` all name the
     shipped file when no such path exists, so the commands in the README work from any folder.
     """
     path = Path(name).expanduser()
