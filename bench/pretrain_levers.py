@@ -206,7 +206,8 @@ def _pct(value: float | None) -> str:
 
 def markdown(rows: list[dict[str, Any]], random: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     labels = args.labels.split(",")
-    budget = f"{args.minutes:g} min" if args.minutes else f"{args.tokens:,} tokens"
+    budget = (f"{args.minutes:g} min" if args.minutes else f"{args.tokens:,} tokens" if args.tokens
+              else f"the run in {args.pretrained}")
     head = ["variant", "steps", "tokens", "MLM acc %", "unigram %",
             *[f"SST-2 {n} labels %" for n in labels], *[f"gain {n} (pts)" for n in labels]]
     lines = [f"Budget {budget} per variant, base config {args.config}; SST-2 dev accuracy, mean ± std over seeds "

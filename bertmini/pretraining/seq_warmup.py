@@ -9,9 +9,8 @@ start GPT's sequences short, for stability.)
 
 Then the run switches to whole blocks. Positions 16..127 have never been trained; copied from the
 learned first 16 (:func:`tile_positions`), each piece of a block starts with what attention already knows
-and only the way across the pieces' borders is left to learn: on the book's CPU run the held-out
-accuracy is back above its short-piece level within a few hundred steps, where positions left at their
-initialization fall back to the plateau.
+and only reading across the pieces' borders is left to learn. Left at their initialization instead, the
+new positions sent BERT-tiny most of the way back to the plateau in the book's trials.
 
 ``data.warmup_seq_length`` and ``data.warmup_seq_steps`` switch it on: the collator
 (:class:`bertmini.pretraining.masking.MLMCollator`) cuts the first batches, :class:`SeqWarmupStep` copies
