@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bertmini.finetuning.cli import main as finetune_main
+from bertmini.finetuning.options import FinetuneOptions
 from bertmini.heads import BertForPreTraining
 from bertmini.pretraining.cli import main as pretrain_main
 from bertmini.tokenizer import WordPieceTokenizer
@@ -156,7 +157,8 @@ def fit_epochs(n_labels: int | None, args: argparse.Namespace) -> float:
     (1,000 labels are 32 batches an epoch), and ``--epochs-all`` for all 67k labels."""
     if n_labels is None:
         return args.epochs_all
-    return max(args.epochs, args.min_steps * 32 / n_labels)
+    batch = FinetuneOptions.__dataclass_fields__["batch_size"].default  # the fine-tuning runs' batch size
+    return max(args.epochs, args.min_steps * batch / n_labels)
 
 
 def finetune(model: Path, out: Path, n_labels: int | None, lr: float, args: argparse.Namespace) -> dict[str, Any]:
