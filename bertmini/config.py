@@ -25,6 +25,7 @@ PRESETS: dict[str, tuple[int, int]] = {
     "base": (12, 768),
     "large": (24, 1024),
 }
+POOLINGS = ("cls", "mean")  # classifier_pooling's values
 ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "tanh")
 # Keys HF writes into config.json that carry no meaning for the model; accepted and dropped.
 HF_BOOKKEEPING = {
@@ -58,6 +59,9 @@ class BertConfig:
     id2label: dict[int, str] = field(default_factory=lambda: {0: "LABEL_0", 1: "LABEL_1"})
     # bertmini extras (ignored by transformers): sinusoidal positions for chapter 4.
     position_embedding: str = "learned"
+    # What a sentence classifier reads: "cls", the pooled [CLS] (BERT §4.1, transformers' only way), or "mean",
+    # the mean of the last layer's real tokens (chapter 9: a model pre-trained without NSP never trained [CLS]).
+    classifier_pooling: str = "cls"
     # Attention heads removed per layer, numbered as in the unpruned layer (HF's old field; chapter 13).
     pruned_heads: dict[int, list[int]] = field(default_factory=dict)
 
@@ -108,6 +112,8 @@ class BertConfig:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
         if self.position_embedding not in ("learned", "sinusoidal"):
             raise ValueError(f"position_embedding must be 'learned' or 'sinusoidal', got {self.position_embedding!r}")
+        if self.classifier_pooling not in POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {POOLINGS}, got {self.classifier_pooling!r}")
         if not self.id2label:
             raise ValueError("id2label must name at least one label")
         layers, heads_per_layer = self.num_hidden_layers, self.num_attention_heads
@@ -158,6 +164,8 @@ class BertConfig:
         out["pruned_heads"] = {str(k): v for k, v in self.pruned_heads.items() if v}
         if not out["pruned_heads"]:  # unpruned models keep the config.json they always had
             del out["pruned_heads"]
+        if self.classifier_pooling == "cls":  # likewise [CLS] classifiers
+            del out["classifier_pooling"]
         out["label2id"] = self.label2id
         out["model_type"] = "bert"
         out["position_embedding_type"] = "absolute"

@@ -4,7 +4,9 @@ Pre-training (BERT §3.1): a masked-LM head whose decoder shares the word-embedd
 next-sentence head on the pooled [CLS]. Fine-tuning (§4): a linear layer on the pooled output
 (classification), on every token (tagging), or two logits per token (answer start and end). The sentence
 classifier reads only [CLS], so its last layer computes that row alone and the layers before it skip the
-padding (chapter 13); asking for hidden states or attentions computes every position, as HF does.
+padding (chapter 13); asking for hidden states or attentions computes every position, as HF does. With
+``config.classifier_pooling = "mean"`` it reads the mean of every real token's last state instead
+(:func:`mean_pool`; chapter 9), which transformers' BertForSequenceClassification has no way to do.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from bertmini.ops import Dropout, linear_cross_entropy
 __all__ = [
     "PreTrainingOutput", "MaskedLMOutput", "TaskOutput", "QAOutput", "BertForPreTraining", "BertForMaskedLM",
     "BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering", "IGNORE_INDEX",
+    "mean_pool",
 ]
 
 IGNORE_INDEX = -100  # label of positions the losses skip (torch's cross-entropy default)
@@ -195,15 +198,22 @@ def cls_only(input_ids: torch.Tensor) -> torch.Tensor | None:
     return select
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) token states, (B, T) mask (1 = real token) -> (B, H): the mean of the real tokens' states."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # clamp: an all-padding row stays finite
+
+
 class _LinearHead(BertPreTrainedModel):
     """BERT, dropout and one linear layer to `num_labels`; subclasses pick the features and the loss."""
 
-    pooled: bool  # the pooled [CLS] vector (sentence tasks) or every token's state (tagging)
+    pooled: bool  # one vector per sentence (config.classifier_pooling says which) or every token's state (tagging)
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.config = config
-        self.bert = BertModel(config, add_pooling_layer=self.pooled)
+        self.reads = config.classifier_pooling if self.pooled else "tokens"  # "cls" | "mean" | "tokens"
+        self.bert = BertModel(config, add_pooling_layer=self.reads == "cls")
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -214,10 +224,12 @@ class _LinearHead(BertPreTrainedModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
-        partial = self.pooled and not (output_attentions or output_hidden_states)
+        partial = self.reads == "cls" and not (output_attentions or output_hidden_states)
         out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions=output_attentions,
                         output_hidden_states=output_hidden_states, select=cls_only(input_ids) if partial else None)
-        features = out.pooler_output if self.pooled else out.last_hidden_state
+        features = out.pooler_output if self.reads == "cls" else out.last_hidden_state
+        if self.reads == "mean":
+            features = mean_pool(features, torch.ones_like(input_ids) if attention_mask is None else attention_mask)
         logits = self.classifier(self.dropout(features))  # (B, num_labels) or (B, T, num_labels)
         loss = None if labels is None else self.loss(logits, labels)
         return TaskOutput(loss, logits, out.hidden_states, out.attentions)

@@ -147,6 +147,10 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith(ALIASES)}
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    if getattr(model, "reads", None) == "mean":
+        log.warning("%s: this classifier mean-pools (classifier_pooling='mean'); transformers' "
+                    "BertForSequenceClassification reads the pooled [CLS] instead, so load it with bertmini "
+                    "(or export it to ONNX)", folder)
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"

@@ -34,6 +34,12 @@ FAST = ["--max-train-examples", "32", "--max-eval-examples", "24", "--max-steps"
         "--max-length", "48", "--no-progress"]
 
 
+def test_pooling_mean_trains_and_saves_a_mean_pooling_classifier(base, tmp_path):
+    finetune(base, tmp_path / "mean", "sst2", "--pooling", "mean")
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "mean")
+    assert model.config.classifier_pooling == "mean" and model.bert.pooler is None
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, minilm_dir):
     """A random 2-layer BertModel (no task head) with the real MiniLM vocabulary."""
@@ -242,6 +248,9 @@ def test_missing_model_and_bad_options(base, tmp_path, capsys):
         (["--task", "sst2", "--model", str(base), "--early-stopping-patience", "2"], "needs eval_every > 0"),
         (["--task", "sst2", "--model", str(base), "--fgm-epsilon", "1", "--freeze-embeddings"], "needs freeze_emb"),
         (["--task", "ner", "--model", str(base)], "task: expected one of"),
+        (["--task", "sst2", "--model", str(base), "--pooling", "max"],
+         r"option pooling: expected one of \['cls', 'mean'\], got 'max'"),
+        (["--task", "wnut17", "--model", str(base), "--pooling", "mean"], "wnut17 is not a sentence classification"),
         (["--task", "sst2", "--model", str(base), "--precision", "fp8"], "TrainConfig.precision: expected one of"),
         (["--task", "sst2", "--model", str(base), "--class-weights", "1,2,3", *FAST], "expected 'auto' or 2 numbers"),
         (["--task", "sst2", "--model", str(base), "--focal-gamma", "2", "--label-smoothing", "0.1", *FAST],

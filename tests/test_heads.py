@@ -111,3 +111,39 @@ def test_pad_rows_places_rows_at_the_kept_positions():
     assert out.shape == (2, 3, 2)
     torch.testing.assert_close(out[keep], rows)
     assert out[~keep].abs().max() == 0
+
+
+def test_mean_pooling_classifier_reads_the_mean_of_the_real_tokens():
+    """classifier_pooling='mean': logits = classifier(mean of the last layer over real tokens), padding ignored."""
+    config = tiny_config(id2label={0: "a", 1: "b"}, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                         classifier_pooling="mean")
+    model = bertmini.BertForSequenceClassification(config).eval()
+    assert model.bert.pooler is None  # nothing reads [CLS]'s pooler, so there is none to train
+    batch = padded_batch(config)
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hidden = model.bert(**batch).last_hidden_state
+        for row in range(len(logits)):
+            real = batch["attention_mask"][row].bool()
+            expected = model.classifier(hidden[row, real].mean(0))
+            torch.testing.assert_close(logits[row], expected, atol=ATOL, rtol=0)
+            alone = model(**{k: v[row:row + 1, real] for k, v in batch.items()}).logits[0]  # no padding at all
+            torch.testing.assert_close(logits[row], alone, atol=ATOL, rtol=0)
+        # Another token's state changes the sentence vector: the head is not reading [CLS] alone.
+        other = dict(batch, input_ids=batch["input_ids"].clone())
+        other["input_ids"][0, 3] = (other["input_ids"][0, 3] + 1) % config.vocab_size
+        assert not torch.allclose(model(**other).logits[0], logits[0])
+
+
+def test_classifier_pooling_round_trips_and_cls_configs_are_unchanged(tmp_path, caplog):
+    config = tiny_config(classifier_pooling="mean")
+    model = bertmini.BertForSequenceClassification(config)
+    with caplog.at_level("WARNING"):
+        model.save_pretrained(tmp_path / "mean")
+    assert "load it with bertmini" in caplog.text  # transformers would read [CLS] with a new pooler
+    loaded = bertmini.BertForSequenceClassification.from_pretrained(tmp_path / "mean")
+    assert loaded.config.classifier_pooling == "mean" and loaded.bert.pooler is None
+    bertmini.BertForSequenceClassification(tiny_config()).save_pretrained(tmp_path / "cls")
+    assert "classifier_pooling" not in (tmp_path / "cls" / "config.json").read_text()  # HF's config.json, as before
+    with pytest.raises(ValueError, match=r"classifier_pooling must be one of \('cls', 'mean'\), got 'max'"):
+        tiny_config(classifier_pooling="max").validate()

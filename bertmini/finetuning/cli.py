@@ -118,7 +118,9 @@ def train_one(task: Task, opts: FinetuneOptions, seed: int, model_path: Path, to
     """Fine-tune with one seed; write the best checkpoint and its reports into ``out``."""
     set_seed(seed)  # the new head's initialization
     names = data.splits.label_names
-    model = task.model_cls.from_pretrained(model_path, **({"id2label": dict(enumerate(names))} if names else {}))
+    overrides = {**({"id2label": dict(enumerate(names))} if names else {}),
+                 **({"classifier_pooling": opts.pooling} if opts.pooling else {})}
+    model = task.model_cls.from_pretrained(model_path, **overrides)
     weights = class_weights(opts.class_weights, data.train.features, len(names)) if opts.class_weights else None
     step = build_step(weights, opts.label_smoothing, opts.focal_gamma, opts.rdrop_alpha, opts.fgm_epsilon)
     loader = BatchLoader(data.train.features, opts.batch_size, tokenizer.pad_token_id, opts.bucket, seed,

@@ -10,6 +10,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from bertmini.config import POOLINGS
 from bertmini.errors import integer, number
 from bertmini.finetuning.tasks import TASKS
 from bertmini.training.yaml_config import apply_overrides, check_keys, load_config
@@ -78,6 +79,9 @@ class FinetuneOptions:
                                                             "dev score (the best checkpoint is kept)")
     log_every: int = _opt(50, "int", "steps between training log lines")
     progress: bool = _opt(True, "bool", "progress bar / log lines")
+    pooling: str | None = _opt(None, "str", "what a sentence classifier reads: cls (the pooled [CLS], BERT §4.1) or "
+                                            "mean (every real token's last state, averaged: for a model pre-trained "
+                                            "without NSP, chapter 9); default: the model's config (cls)")
     freeze_embeddings: bool = _opt(False, "bool", "do not train the embeddings")
     freeze_layers: int = _opt(0, "int", "do not train the first k encoder layers")
     layerwise_lr_decay: float | None = _opt(None, "float", "layer i of L gets lr * decay^(L-i)")
@@ -105,6 +109,12 @@ class FinetuneOptions:
             raise ValueError(f"{', '.join(set_)}: these act on class logits (classification, NER), not on squad")
         if self.fgm_epsilon is not None and self.freeze_embeddings:
             raise ValueError("fgm_epsilon perturbs along the embedding gradient: it needs freeze_embeddings=false")
+        if self.pooling is not None:
+            if self.pooling not in POOLINGS:
+                raise ValueError(f"option pooling: expected one of {list(POOLINGS)}, got {self.pooling!r}")
+            if TASKS[self.task].kind != "classification":
+                raise ValueError(f"option pooling: {self.task} is not a sentence classification task (its head "
+                                 "reads every token)")
         if self.seeds is not None and not self.seeds:
             raise ValueError("seeds: expected at least one seed, e.g. 1,2,3")
         for name, bounds in _BOUNDS.items():

@@ -17,18 +17,13 @@ from typing import Sequence
 import torch
 
 from bertmini.errors import InputError
+from bertmini.heads import mean_pool  # chapter 9's sentence classifiers pool the same way
 from bertmini.model import BertModel
 from bertmini.precision import autocast, resolve_precision
 from bertmini.tokenizer import WordPieceTokenizer
 from bertmini.training.batching import bucket_batches, pad_collate
 
 __all__ = ["mean_pool", "l2_normalize", "Encoded", "SentenceEncoder", "check_texts"]
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, H) token states, (B, T) mask (1 = real token) -> (B, H): the mean of the real tokens' states."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # clamp: an all-padding row stays finite
 
 
 def l2_normalize(vectors: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
