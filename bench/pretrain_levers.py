@@ -5,7 +5,8 @@ and every variant gets the same budget: ``--minutes`` (``train.time_budget_min``
 question of issue 12) or ``--tokens`` (``train.token_budget``: equal data, machine-independent). Each
 pre-trained model is then fine-tuned on SST-2 subsets (``--labels``, the same subset for every model) over
 ``--seeds``; so is a randomly initialized model with the first variant's architecture and vocabulary, at the
-best learning rate of ``--random-lrs`` (chosen on SST-2 dev, as the pre-trained models' is from ``--lrs``).
+best learning rate of ``--random-lrs`` (chosen on SST-2 dev, as the pre-trained models' is from ``--lrs``), and
+for every model the best classifier pooling of ``--poolings`` (the pooled [CLS], or the mean of the tokens).
 
 Out, in ``--out``: ``results.json`` and ``results.md`` (variant, steps, tokens seen, held-out MLM accuracy,
 the unigram baseline, SST-2 dev accuracy mean ± std per label count and its gain over random init),
@@ -18,6 +19,7 @@ Run one sweep at a time on an otherwise idle machine: a time budget measures the
     python bench/pretrain_levers.py --list
     python bench/pretrain_levers.py --out /tmp/levers --minutes 15 --variants base,no_seq_warmup,mini
     python bench/pretrain_levers.py --out /tmp/levers --tokens 20000000 --variants base,mask30
+    python bench/pretrain_levers.py --pretrained runs/pretrain-cpu --labels 500,1000,4000,all --poolings cls,mean
     python bench/pretrain_levers.py --quick --out /tmp/levers-quick    # the pipeline, tiny settings, < 1 min
 """
 from __future__ import annotations
@@ -89,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds (default %(default)s)")
     p.add_argument("--lrs", default="1e-4", help="fine-tuning lr grid of the pre-trained models")
     p.add_argument("--random-lrs", default="1e-4,3e-4,1e-3", help="fine-tuning lr grid of random init")
+    p.add_argument("--poolings", default="cls", help="what the classifier reads, a grid for every model: cls, mean "
+                                                     "or cls,mean (finetune --pooling; default %(default)s)")
     p.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs (default %(default)s)")
     p.add_argument("--min-steps", type=int, default=500, help="fine-tuning steps at least, for small subsets "
                                                                "(more epochs; default %(default)s)")
@@ -110,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.variants.split(",")) - set(LEVERS))
     if unknown:
         p.error(f"unknown variants {unknown}; see --list")
+    if set(args.poolings.split(",")) - {"cls", "mean"}:
+        p.error(f"--poolings: expected cls, mean or cls,mean, got {args.poolings!r}")
     bad = [n for n in args.labels.split(",") if n != "all" and not (n.isdigit() and int(n) > 0)]
     if bad:
         p.error(f"--labels: expected label counts (integers >= 1) or 'all', got {bad}")
@@ -161,11 +167,12 @@ def fit_epochs(n_labels: int | None, args: argparse.Namespace) -> float:
     return max(args.epochs, args.min_steps * batch / n_labels)
 
 
-def finetune(model: Path, out: Path, n_labels: int | None, lr: float, args: argparse.Namespace) -> dict[str, Any]:
+def finetune(model: Path, out: Path, n_labels: int | None, lr: float, pooling: str,
+             args: argparse.Namespace) -> dict[str, Any]:
     """SST-2 dev accuracy of ``model`` fine-tuned on ``n_labels`` examples (None: all): mean, std, per seed."""
     if not (out / "metrics.json").is_file():
         argv = ["--task", "sst2", "--model", str(model), "--out", str(out), "--overwrite", "--seeds", args.seeds,
-                "--lr", str(lr), "--epochs", f"{fit_epochs(n_labels, args):g}", "--max-length", str(args.max_length),
+                "--lr", str(lr), "--pooling", pooling, "--epochs", f"{fit_epochs(n_labels, args):g}", "--max-length", str(args.max_length),
                 "--no-progress", *_common(args)]
         if n_labels is not None:
             argv += ["--max-train-examples", str(n_labels)]
@@ -174,21 +181,26 @@ def finetune(model: Path, out: Path, n_labels: int | None, lr: float, args: argp
         if finetune_main(argv) != 0:
             raise SystemExit(f"fine-tuning {model} failed (see the error above)")
     metrics = json.loads((out / "metrics.json").read_text())
+    recipe = {"lr": lr, "pooling": pooling}
     if "dev_mean" in metrics:  # several seeds
-        return {"lr": lr, "mean": metrics["dev_mean"]["accuracy"], "std": metrics["dev_std"]["accuracy"],
+        return {**recipe, "mean": metrics["dev_mean"]["accuracy"], "std": metrics["dev_std"]["accuracy"],
                 "per_seed": [r["dev"]["accuracy"] for r in metrics["runs"]]}
-    return {"lr": lr, "mean": metrics["dev"]["accuracy"], "std": 0.0, "per_seed": [metrics["dev"]["accuracy"]]}
+    return {**recipe, "mean": metrics["dev"]["accuracy"], "std": 0.0, "per_seed": [metrics["dev"]["accuracy"]]}
 
 
-def best_lr(model: Path, name: str, lrs: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Per label count: the run at the lr of ``lrs`` with the best mean dev accuracy. With all labels (a run
-    costs 20 subsets' worth) only the lr that won the largest subset is run."""
+def best_recipe(model: Path, name: str, lrs: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Per label count: the run at the lr of ``lrs`` and the pooling of ``--poolings`` with the best mean dev
+    accuracy. With all labels (a run costs 20 subsets' worth) only the pair that won the largest subset is run."""
     scores: dict[str, dict[str, Any]] = {}
     for label in args.labels.split(","):
         n = None if label == "all" else int(label)
-        grid = [scores[max(scores, key=int)]["lr"]] if n is None and scores else list(map(float, lrs.split(",")))
-        runs = [finetune(model, Path(args.out) / "finetune" / name / f"n{label}-lr{lr:g}", n, lr, args)
-                for lr in grid]
+        if n is None and scores:
+            won = scores[max(scores, key=int)]
+            grid = [(won["lr"], won["pooling"])]
+        else:
+            grid = [(float(lr), pooling) for lr in lrs.split(",") for pooling in args.poolings.split(",")]
+        runs = [finetune(model, Path(args.out) / "finetune" / name / f"n{label}-lr{lr:g}-{pooling}", n, lr, pooling,
+                         args) for lr, pooling in grid]
         scores[label] = max(runs, key=lambda r: r["mean"])
     return scores
 
@@ -213,8 +225,9 @@ def markdown(rows: list[dict[str, Any]], random: dict[str, dict[str, float]], ar
     head = ["variant", "steps", "tokens", "MLM acc %", "unigram %",
             *[f"SST-2 {n} labels %" for n in labels], *[f"gain {n} (pts)" for n in labels]]
     lines = [f"Budget {budget} per variant, base config {args.config}; SST-2 dev accuracy, mean ± std over seeds "
-             f"{args.seeds}; random init at its best lr of {args.random_lrs}: " +
-             ", ".join(f"{n} labels {_pct(random[n]['mean'])} ± {_pct(random[n]['std'])} (lr {random[n]['lr']:g})"
+             f"{args.seeds}; random init at its best lr of {args.random_lrs} and pooling of {args.poolings}: " +
+             ", ".join(f"{n} labels {_pct(random[n]['mean'])} ± {_pct(random[n]['std'])} "
+                       f"(lr {random[n]['lr']:g}, {random[n]['pooling']})"
                        for n in labels), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["variant"], f"{r['steps']:,}", f"{r['tokens']:,}", _pct(r["mlm_accuracy"]),
@@ -237,11 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     summaries = {names[0]: json.loads((folders["base"] / "summary.json").read_text()) if args.pretrained
                  else pretrain(names[0], args)}  # the first variant's architecture and vocabulary
     like = f"random-init-like-{names[0]}"
-    random = best_lr(random_init(folders[names[0]] / "final", out / like), like, args.random_lrs, args)
+    random = best_recipe(random_init(folders[names[0]] / "final", out / like), like, args.random_lrs, args)
     rows = []
     for name in names:
         summary = summaries.get(name) or pretrain(name, args)
-        rows.append(row(name, summary, best_lr(folders[name] / "final", name, args.lrs, args), random))
+        rows.append(row(name, summary, best_recipe(folders[name] / "final", name, args.lrs, args), random))
         (out / "results.json").write_text(json.dumps({"args": vars(args), "random_init": random, "rows": rows},
                                                      indent=2) + "\n")
         (out / "results.md").write_text(markdown(rows, random, args))

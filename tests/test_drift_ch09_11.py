@@ -1,6 +1,6 @@
 """Chapters 9-11's inline fine-tuning pieces must stay equal to the package's.
 
-* ch09: the pooled-[CLS] classifier, layer-wise LR, length bucketing, the loss options (label smoothing,
+* ch09: the pooled-[CLS] and the mean-pooling classifiers, layer-wise LR, length bucketing, the loss options (label smoothing,
   class weights, focal loss, R-Drop's symmetric KL, FGM) and the random-init helper;
 * ch10: BIO entity extraction and entity-level P/R/F1 (seqeval semantics), word-label alignment and
   first-sub-token decoding;
@@ -47,7 +47,7 @@ from nbutils import excess, fails, load_notebook_defs, mutate
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 NB09, NB10, NB11 = (CHAPTERS / f"{name}.ipynb" for name in
                     ("09_text_classification", "10_ner", "11_question_answering"))
-CH09_NAMES = ["PooledClassifier", "layerwise_lr", "bucketed", "padding_waste", "smoothed_cross_entropy", "focal",
+CH09_NAMES = ["PooledClassifier", "MeanPooledClassifier", "layerwise_lr", "bucketed", "padding_waste", "smoothed_cross_entropy", "focal",
               "inverse_frequency", "symmetric_kl", "fgm_step", "save_random_init"]
 CH10_NAMES = ["get_entities", "entity_prf", "align", "first_subtoken_tags"]
 CH11_NAMES = ["SpanScorer", "span_loss", "qa_windows", "answer_tokens", "top_spans", "best_answers",
@@ -95,6 +95,24 @@ def pooled_excess(PooledClassifier) -> float:
 
 def test_pooled_classifier_equals_bert_for_sequence_classification():
     assert pooled_excess(CH09["PooledClassifier"]) <= 1
+
+
+def mean_pooled_excess(MeanPooledClassifier) -> float:
+    """Notebook mean-pooling classifier vs BertForSequenceClassification with classifier_pooling='mean'."""
+    torch.manual_seed(0)
+    ours = BertForSequenceClassification(replace(TINY, id2label={0: "a", 1: "b", 2: "c"},
+                                                 classifier_pooling="mean")).eval()
+    with torch.no_grad():
+        ours.classifier.weight.normal_()
+    inline = MeanPooledClassifier(ours.bert, num_labels=3).eval()
+    inline.classifier.load_state_dict(ours.classifier.state_dict())
+    inputs = {k: v for k, v in tiny_batch(0, num_labels=3).items() if k != "labels"}  # rows of padding
+    with torch.no_grad():
+        return excess(inline(**inputs), ours(**inputs).logits)
+
+
+def test_mean_pooled_classifier_equals_classifier_pooling_mean():
+    assert mean_pooled_excess(CH09["MeanPooledClassifier"]) <= 1
 
 
 def check_layerwise_lr(layerwise_lr, decay: float) -> None:
@@ -257,6 +275,8 @@ def ch09_fails(defs: dict, definition: str, tmp_path: Path, minilm_dir: Path) ->
     """Whether the drift check of `definition` rejects `defs`, on fixed inputs."""
     if definition == "PooledClassifier":
         return pooled_excess(defs["PooledClassifier"]) > BUG
+    if definition == "MeanPooledClassifier":
+        return mean_pooled_excess(defs["MeanPooledClassifier"]) > BUG
     if definition == "layerwise_lr":
         return fails(check_layerwise_lr, defs["layerwise_lr"], 0.9)
     if definition in ("bucketed", "padding_waste"):
@@ -315,6 +335,9 @@ def ch09_fails(defs: dict, definition: str, tmp_path: Path, minilm_dir: Path) ->
                  id="restored-with-the-accumulated-gradient"),
     pytest.param("fgm_step", "model(**batch).loss.backward()  # accumulates",
                  "model.zero_grad()\n    model(**batch).loss.backward()  # accumulates", id="clean-gradient-dropped"),
+    pytest.param("MeanPooledClassifier", "(hidden * mask).sum(1) / mask.sum(1)", "hidden.mean(1)",
+                 id="padding-in-the-mean"),
+    pytest.param("MeanPooledClassifier", "(hidden * mask).sum(1) / mask.sum(1)", "hidden[:, 0]", id="reads-cls"),
     pytest.param("save_random_init", "set_seed(seed)", "pass", id="not-seeded"),
     pytest.param("save_random_init", "BertForSequenceClassification(config).save_pretrained(out)",
                  "BertForSequenceClassification.from_pretrained(pretrained).save_pretrained(out)",
