@@ -16,7 +16,7 @@ from test_training_trainer import Crash, Toy, config, make_data
 
 pytestmark = pytest.mark.slow  # calibrated training runs: not in the quick subset (pytest -m 'not slow')
 
-CALIBRATION_STEPS = WARMUP_STEPS + TIMED_STEPS
+CALIBRATION_STEPS = WARMUP_STEPS + 2 * TIMED_STEPS  # each timed step runs once untimed first
 
 
 def fake_clock(monkeypatch, step_time: float) -> None:
@@ -148,3 +148,26 @@ def test_measuring_leaves_the_trainer_as_it_was(tmp_path):
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng) and torch.equal(collator.state_dict()["gen"], masks)
     assert trainer.tokens == 0 and trainer.step == 0 and not any(tmp_path.iterdir())  # no logs, no checkpoints
+
+
+def test_each_timed_step_reruns_batches_that_just_ran_untimed(tmp_path, monkeypatch):
+    """CPU kernels are built per tensor shape: a timed step must not be the first sight of its batches' shapes."""
+    loader, collator = make_data(n=40)  # 10 batches: every group of 2 micro-batches is new until the loader cycles
+    trainer = Trainer(Toy(), loader, budgeted(tmp_path), stateful=collator)
+    seen, timed = [], []  # input batches of each optimizer step; indices of the steps the clock timed
+    step = trainer._optimizer_step
+
+    def recording(batches):
+        group = [next(batches) for _ in range(trainer.cfg.grad_accum)]
+        seen.append([b["input_ids"].clone() for b in group])
+        return step(iter(group))
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(trainer, "_optimizer_step", recording)
+    monkeypatch.setattr(budget, "clock", lambda: timed.append(len(seen)) or float(next(ticks)))
+    measure_step_time(trainer)
+    starts = timed[::2]  # clock() before and after each timed step
+    assert len(starts) == TIMED_STEPS and len(seen) == WARMUP_STEPS + 2 * TIMED_STEPS
+    for k in starts:  # seen[k] is the timed step; seen[k - 1] ran just before it, untimed
+        assert all(torch.equal(a, b) for a, b in zip(seen[k], seen[k - 1]))
+        assert not all(torch.equal(a, b) for a, b in zip(seen[k], seen[k - 2]))
