@@ -172,7 +172,8 @@ def finetune(model: Path, out: Path, n_labels: int | None, lr: float, pooling: s
     """SST-2 dev accuracy of ``model`` fine-tuned on ``n_labels`` examples (None: all): mean, std, per seed."""
     if not (out / "metrics.json").is_file():
         argv = ["--task", "sst2", "--model", str(model), "--out", str(out), "--overwrite", "--seeds", args.seeds,
-                "--lr", str(lr), "--pooling", pooling, "--epochs", f"{fit_epochs(n_labels, args):g}", "--max-length", str(args.max_length),
+                "--lr", str(lr), "--pooling", pooling, "--epochs", f"{fit_epochs(n_labels, args):g}",
+                "--max-length", str(args.max_length),
                 "--no-progress", *_common(args)]
         if n_labels is not None:
             argv += ["--max-train-examples", str(n_labels)]

@@ -1,7 +1,7 @@
 """Chapters 9-11's inline fine-tuning pieces must stay equal to the package's.
 
-* ch09: the pooled-[CLS] and the mean-pooling classifiers, layer-wise LR, length bucketing, the loss options (label smoothing,
-  class weights, focal loss, R-Drop's symmetric KL, FGM) and the random-init helper;
+* ch09: the pooled-[CLS] and the mean-pooling classifiers, layer-wise LR, length bucketing, the loss options
+  (label smoothing, class weights, focal loss, R-Drop's symmetric KL, FGM) and the random-init helper;
 * ch10: BIO entity extraction and entity-level P/R/F1 (seqeval semantics), word-label alignment and
   first-sub-token decoding;
 * ch11: the span head and loss, sliding windows with answer labels, n-best span search, answers
@@ -47,8 +47,8 @@ from nbutils import excess, fails, load_notebook_defs, mutate
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 NB09, NB10, NB11 = (CHAPTERS / f"{name}.ipynb" for name in
                     ("09_text_classification", "10_ner", "11_question_answering"))
-CH09_NAMES = ["PooledClassifier", "MeanPooledClassifier", "layerwise_lr", "bucketed", "padding_waste", "smoothed_cross_entropy", "focal",
-              "inverse_frequency", "symmetric_kl", "fgm_step", "save_random_init"]
+CH09_NAMES = ["PooledClassifier", "MeanPooledClassifier", "layerwise_lr", "bucketed", "padding_waste",
+              "smoothed_cross_entropy", "focal", "inverse_frequency", "symmetric_kl", "fgm_step", "save_random_init"]
 CH10_NAMES = ["get_entities", "entity_prf", "align", "first_subtoken_tags"]
 CH11_NAMES = ["SpanScorer", "span_loss", "qa_windows", "answer_tokens", "top_spans", "best_answers",
               "exhaustive_best", "normalize", "exact_match", "token_f1"]
