@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bertmini.config import POOLINGS
 from bertmini.finetuning.cli import main as finetune_main
 from bertmini.finetuning.options import FinetuneOptions
 from bertmini.heads import BertForPreTraining
@@ -114,8 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.variants.split(",")) - set(LEVERS))
     if unknown:
         p.error(f"unknown variants {unknown}; see --list")
-    if set(args.poolings.split(",")) - {"cls", "mean"}:
-        p.error(f"--poolings: expected cls, mean or cls,mean, got {args.poolings!r}")
+    if set(args.poolings.split(",")) - set(POOLINGS):
+        p.error(f"--poolings: expected some of {','.join(POOLINGS)}, got {args.poolings!r}")
     bad = [n for n in args.labels.split(",") if n != "all" and not (n.isdigit() and int(n) > 0)]
     if bad:
         p.error(f"--labels: expected label counts (integers >= 1) or 'all', got {bad}")
